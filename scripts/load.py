@@ -1,0 +1,12 @@
+"""Snakemake script of rule load_vectors: see protembed.steps.load."""
+
+from protembed.jobs import snakemake_job
+from protembed.steps import load
+
+with snakemake_job(snakemake):
+    load(
+        snakemake.config,
+        snakemake.input.embeddings,
+        snakemake.input.rejects,
+        snakemake.output.receipt,
+    )

@@ -1,0 +1,365 @@
+"""The one place that talks to Neo4j: connection, export, load, vector index, neighbours.
+
+Labels and property names cannot be query parameters, so every one of them is checked
+against a plain-identifier pattern before it is spliced into Cypher.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import neo4j
+from neo4j.exceptions import AuthError, ClientError, ServiceUnavailable
+
+from .errors import UserError
+from .names import identifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the graph is. Built from the environment only, so secrets stay out of files."""
+
+    uri: str
+    user: str
+    password: str = field(repr=False)
+    database: str | None
+
+    @classmethod
+    def from_env(cls) -> "Connection":
+        uri = os.environ.get("NEO4J_URI")
+        if not uri:
+            raise UserError(
+                "NEO4J_URI is not set; export NEO4J_URI=bolt://HOST:7687 (and NEO4J_USERNAME, "
+                "NEO4J_PASSWORD, optionally NEO4J_DATABASE) before running snakemake"
+            )
+        return cls(
+            uri=uri,
+            user=os.environ.get("NEO4J_USERNAME", "neo4j"),
+            password=os.environ.get("NEO4J_PASSWORD", ""),
+            database=os.environ.get("NEO4J_DATABASE") or None,
+        )
+
+
+@dataclass(frozen=True)
+class ProteinGraph:
+    """Names of the protein label and properties, checked once."""
+
+    label: str
+    id_property: str
+    sequence_property: str
+
+    def __post_init__(self):
+        identifier(self.label, "graph.label")
+        identifier(self.id_property, "graph.id_property")
+        identifier(self.sequence_property, "graph.sequence_property")
+
+
+# Provenance stored beside each vector as <property>_<suffix>.
+PROVENANCE_SUFFIXES = (
+    "model",
+    "embedding",
+    "dimension",
+    "precision",
+    "sequence_sha256",
+    "long_sequence_handling",
+    "rejected",
+    "created",
+    "pipeline",
+)
+
+
+def provenance_property(vector_property: str, suffix: str) -> str:
+    return identifier(f"{vector_property}_{suffix}", "provenance property")
+
+
+def connect(connection: Connection) -> neo4j.Driver:
+    """A driver whose server, credentials and database have been checked, or a UserError."""
+    auth = (connection.user, connection.password) if connection.password else None
+    try:
+        driver = neo4j.GraphDatabase.driver(connection.uri, auth=auth)
+    except ValueError as error:
+        raise UserError(
+            f"NEO4J_URI {connection.uri!r} is not a valid Neo4j URI: {error}"
+        ) from error
+    try:
+        driver.verify_connectivity()
+        driver.execute_query("RETURN 1", database_=connection.database)
+    except AuthError as error:
+        driver.close()
+        raise UserError(
+            f"Neo4j at {connection.uri} refused the credentials of user {connection.user!r}; "
+            "check NEO4J_USERNAME and NEO4J_PASSWORD"
+        ) from error
+    except ServiceUnavailable as error:
+        driver.close()
+        raise UserError(
+            f"cannot reach Neo4j at {connection.uri}: is the server running and NEO4J_URI right?"
+        ) from error
+    except ClientError as error:
+        driver.close()
+        if error.code == "Neo.ClientError.Database.DatabaseNotFound":
+            raise UserError(
+                f"database {connection.database!r} does not exist on {connection.uri}; set "
+                "NEO4J_DATABASE to an existing database (or unset it for the default)"
+            ) from error
+        raise UserError(f"Neo4j at {connection.uri} answered: {error.message}") from error
+    return driver
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    id: str
+    sequence: object  # str when the graph is sane; anything else is rejected
+    stored_sha256: str | None  # hash of the sequence the stored vector or rejection is for
+    settled: bool  # holds this model's vector, or the reason it was rejected
+
+
+def ensure_id_index(driver: neo4j.Driver, database: str | None, graph: ProteinGraph) -> None:
+    """A range index on the id property makes keyset export pages and load lookups fast."""
+    name = identifier(f"protembed_{graph.label}_{graph.id_property}", "index name")
+    try:
+        driver.execute_query(
+            f"CREATE INDEX {name} IF NOT EXISTS FOR (p:{graph.label}) ON (p.{graph.id_property})",
+            database_=database,
+        )
+    except ClientError as error:
+        # An equivalent index or constraint of the user's already serves the lookups.
+        log.info(
+            "kept the existing index on %s.%s: %s", graph.label, graph.id_property, error.message
+        )
+
+
+def export_rows(
+    driver: neo4j.Driver,
+    database: str | None,
+    graph: ProteinGraph,
+    vector_property: str,
+    page_size: int,
+) -> Iterator[ExportRow]:
+    """Every protein with a string id and a sequence, in id order, one page at a time.
+
+    Keyset pages (`id > last`) stay fast and correct while others write to the graph,
+    unlike SKIP/LIMIT, and each page is its own short read transaction.
+    """
+    p, pid, seq = graph.label, graph.id_property, graph.sequence_property
+    sha = provenance_property(identifier(vector_property, "model.property"), "sequence_sha256")
+    rejected = provenance_property(vector_property, "rejected")
+    query = (
+        f"MATCH (p:{p}) WHERE p.{pid} > $after AND p.{seq} IS NOT NULL "
+        f"RETURN p.{pid} AS id, p.{seq} AS sequence, p.{sha} AS stored_sha256, "
+        f"(p.{vector_property} IS NOT NULL OR p.{rejected} IS NOT NULL) AS settled "
+        f"ORDER BY p.{pid} LIMIT $limit"
+    )
+    after = ""
+    while True:
+        records, _, _ = driver.execute_query(
+            query,
+            after=after,
+            limit=page_size,
+            database_=database,
+            routing_=neo4j.RoutingControl.READ,
+        )
+        for record in records:
+            yield ExportRow(
+                record["id"], record["sequence"], record["stored_sha256"], record["settled"]
+            )
+        if len(records) < page_size:
+            return
+        after = records[-1]["id"]
+
+
+def unaddressable_proteins(
+    driver: neo4j.Driver, database: str | None, graph: ProteinGraph
+) -> list[str]:
+    """Element ids of proteins with a sequence but no string id: they cannot be written back."""
+    p, pid, seq = graph.label, graph.id_property, graph.sequence_property
+    records, _, _ = driver.execute_query(
+        f"MATCH (p:{p}) WHERE p.{seq} IS NOT NULL AND NOT p.{pid} IS :: STRING NOT NULL "
+        "RETURN elementId(p) AS element_id",
+        database_=database,
+        routing_=neo4j.RoutingControl.READ,
+    )
+    return [record["element_id"] for record in records]
+
+
+def write_vectors(
+    driver: neo4j.Driver,
+    database: str | None,
+    graph: ProteinGraph,
+    vector_property: str,
+    rows: list[dict],
+    provenance: dict,
+) -> int:
+    """Store float32 vectors and their provenance; returns how many nodes changed.
+
+    A node whose stored vector was made from the same sequence is left alone, so loading
+    the same dataset twice changes nothing.
+    """
+    p, pid = graph.label, graph.id_property
+    prop = identifier(vector_property, "model.property")
+    sha = provenance_property(prop, "sequence_sha256")
+    handling = provenance_property(prop, "long_sequence_handling")
+    rejected = provenance_property(prop, "rejected")
+    settings = ", ".join(
+        f"p.{provenance_property(prop, key)} = $provenance.{key}" for key in sorted(provenance)
+    )
+    query = (
+        f"UNWIND $rows AS row MATCH (p:{p} {{{pid}: row.id}}) "
+        f"WHERE p.{prop} IS NULL OR p.{sha} IS NULL OR p.{sha} <> row.sha256 "
+        "CALL db.create.setNodeVectorProperty(p, $property, row.vector) "
+        f"SET {settings}, p.{sha} = row.sha256, p.{handling} = row.handling, "
+        f"p.{rejected} = null "
+        "RETURN count(p) AS written"
+    )
+    records, _, _ = driver.execute_query(
+        query, rows=rows, property=prop, provenance=provenance, database_=database
+    )
+    return records[0]["written"]
+
+
+def write_rejections(
+    driver: neo4j.Driver,
+    database: str | None,
+    graph: ProteinGraph,
+    vector_property: str,
+    rows: list[dict],
+) -> int:
+    """Record on each node why this model gave it no vector, so the next run skips it
+    until its sequence changes. Returns how many nodes changed."""
+    p, pid = graph.label, graph.id_property
+    sha = provenance_property(identifier(vector_property, "model.property"), "sequence_sha256")
+    rejected = provenance_property(vector_property, "rejected")
+    records, _, _ = driver.execute_query(
+        f"UNWIND $rows AS row MATCH (p:{p} {{{pid}: row.id}}) "
+        f"WHERE p.{sha} IS NULL OR p.{sha} <> row.sha256 OR p.{rejected} <> row.reason "
+        f"SET p.{sha} = row.sha256, p.{rejected} = row.reason "
+        "RETURN count(p) AS written",
+        rows=rows,
+        database_=database,
+    )
+    return records[0]["written"]
+
+
+def vector_index_name(graph: ProteinGraph, vector_property: str) -> str:
+    return identifier(f"{graph.label}_{vector_property}", "vector index name")
+
+
+def ensure_vector_index(
+    driver: neo4j.Driver,
+    database: str | None,
+    graph: ProteinGraph,
+    vector_property: str,
+    dimension: int,
+    timeout_s: float,
+) -> str:
+    """Create (if missing) the cosine vector index on the property and wait until ONLINE."""
+    existing = _vector_index_on(driver, database, graph, vector_property)
+    if existing is None:
+        name = vector_index_name(graph, vector_property)
+        driver.execute_query(
+            f"CREATE VECTOR INDEX {name} IF NOT EXISTS FOR (p:{graph.label}) "
+            f"ON p.{vector_property} OPTIONS {{indexConfig: {{"
+            "`vector.dimensions`: $dimension, `vector.similarity_function`: 'cosine'}}",
+            dimension=dimension,
+            database_=database,
+        )
+    else:
+        name, existing_dimension = existing
+        if existing_dimension not in (None, dimension):
+            raise UserError(
+                f"vector index {name} on {graph.label}.{vector_property} has "
+                f"{existing_dimension} dimensions but the model makes {dimension}; drop the "
+                "index or choose another model.property"
+            )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records, _, _ = driver.execute_query(
+            "SHOW VECTOR INDEXES YIELD name, state, populationPercent "
+            "WHERE name = $name RETURN state, populationPercent",
+            name=name,
+            database_=database,
+            routing_=neo4j.RoutingControl.READ,
+        )
+        state = records[0]["state"] if records else "MISSING"
+        if state == "ONLINE":
+            return name
+        if state == "FAILED" or time.monotonic() > deadline:
+            raise UserError(f"vector index {name} is {state}, not ONLINE, after {timeout_s} s")
+        time.sleep(0.2)
+
+
+def _vector_index_on(
+    driver: neo4j.Driver, database: str | None, graph: ProteinGraph, vector_property: str
+) -> tuple[str, int | None] | None:
+    records, _, _ = driver.execute_query(
+        "SHOW VECTOR INDEXES YIELD name, labelsOrTypes, properties, options "
+        "WHERE labelsOrTypes = [$label] AND properties = [$property] "
+        "RETURN name, options",
+        label=graph.label,
+        property=vector_property,
+        database_=database,
+        routing_=neo4j.RoutingControl.READ,
+    )
+    if not records:
+        return None
+    config = (records[0]["options"] or {}).get("indexConfig", {})
+    return records[0]["name"], config.get("vector.dimensions")
+
+
+def nearest_neighbours(
+    driver: neo4j.Driver,
+    database: str | None,
+    graph: ProteinGraph,
+    vector_property: str,
+    protein_id: str,
+    k: int = 10,
+) -> list[tuple[str, float]]:
+    """The k proteins most similar to `protein_id` by the model's vector index, best first."""
+    existing = _vector_index_on(driver, database, graph, identifier(vector_property, "property"))
+    if existing is None:
+        raise UserError(f"no vector index on {graph.label}.{vector_property}; run the workflow")
+    p, pid = graph.label, graph.id_property
+    records, _, _ = driver.execute_query(
+        f"MATCH (q:{p} {{{pid}: $id}}) WHERE q.{vector_property} IS NOT NULL "
+        "CALL db.index.vector.queryNodes($index, $k + 1, q." + vector_property + ") "
+        "YIELD node, score WHERE node <> q "
+        f"RETURN node.{pid} AS id, score ORDER BY score DESC LIMIT $k",
+        id=protein_id,
+        index=existing[0],
+        k=k,
+        database_=database,
+        routing_=neo4j.RoutingControl.READ,
+    )
+    return [(record["id"], record["score"]) for record in records]
+
+
+def count_with_vector(
+    driver: neo4j.Driver, database: str | None, graph: ProteinGraph, vector_property: str
+) -> int:
+    records, _, _ = driver.execute_query(
+        f"MATCH (p:{graph.label}) WHERE p.{identifier(vector_property, 'property')} IS NOT NULL "
+        "RETURN count(p) AS n",
+        database_=database,
+        routing_=neo4j.RoutingControl.READ,
+    )
+    return records[0]["n"]
+
+
+def add_proteins(
+    driver: neo4j.Driver,
+    database: str | None,
+    graph: ProteinGraph,
+    proteins: list[dict],
+    batch_size: int = 1000,
+) -> None:
+    """Create or update protein nodes from dicts holding the id and sequence properties."""
+    query = (
+        f"UNWIND $rows AS row MERGE (p:{graph.label} {{{graph.id_property}: "
+        f"row.{graph.id_property}}}) SET p += row"
+    )
+    for start in range(0, len(proteins), batch_size):
+        driver.execute_query(query, rows=proteins[start : start + batch_size], database_=database)

@@ -1,0 +1,26 @@
+"""Names spliced into Cypher and file paths. Light on imports: the Snakefile reads it."""
+
+import re
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def identifier(name: str, what: str) -> str:
+    """`name` if it is a plain identifier; labels and properties cannot be Cypher parameters."""
+    from .errors import UserError
+
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise UserError(
+            f"{what} {name!r} is not a plain identifier (letters, digits and _, not starting "
+            "with a digit); rename it in config.yaml"
+        )
+    return name
+
+
+def vector_property(config: dict) -> str:
+    """The node property for this model's vectors: one per model, so spaces never mix."""
+    model = config["model"]
+    if model.get("property"):
+        return identifier(model["property"], "model.property")
+    slug = re.sub(r"[^A-Za-z0-9_]", "_", model["name"].rstrip("/").split("/")[-1])
+    return identifier(f"embedding_{slug}", "derived model.property")

@@ -1,0 +1,121 @@
+"""Every Parquet file the workflow reads or writes, with its schema, in one place.
+
+Writes are atomic: a temporary file beside the target, then a rename, so a crashed job
+never leaves a half-written file that a rerun would mistake for a finished one.
+"""
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+METADATA_KEY = b"protembed"
+
+SHARD_SCHEMA = pa.schema(
+    [
+        ("sequence_sha256", pa.string()),
+        ("sequence", pa.large_string()),
+        ("ids", pa.list_(pa.string())),
+    ]
+)
+
+REJECTS_SCHEMA = pa.schema(
+    [("id", pa.string()), ("sequence_sha256", pa.string()), ("reason", pa.string())]
+)
+
+
+def shard_embeddings_schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("sequence_sha256", pa.string()),
+            ("ids", pa.list_(pa.string())),
+            ("vector", pa.list_(pa.float32(), dimension)),
+            ("residues", pa.int32()),
+            ("long_sequence_handling", pa.string()),
+        ]
+    )
+
+
+def embeddings_schema(dimension: int) -> pa.Schema:
+    """The run's merged dataset: one row per protein."""
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("model", pa.string()),
+            ("sequence_sha256", pa.string()),
+            ("vector", pa.list_(pa.float32(), dimension)),
+            ("residues", pa.int32()),
+            ("long_sequence_handling", pa.string()),
+        ]
+    )
+
+
+def vectors_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """An (n, dimension) float32 matrix as Arrow's fixed_size_list<float32>[dimension]."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    rows, dimension = vectors.shape
+    if rows == 0:
+        return pa.array([], pa.list_(pa.float32(), dimension))
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dimension)
+
+
+def with_metadata(schema: pa.Schema, metadata: dict | None) -> pa.Schema:
+    if metadata is None:
+        return schema
+    return schema.with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+
+
+def read_metadata(path: str | Path) -> dict:
+    raw = pq.read_schema(path).metadata or {}
+    return json.loads(raw[METADATA_KEY]) if METADATA_KEY in raw else {}
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path that becomes `path` only if the block finishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_table(table: pa.Table, path: str | Path, metadata: dict | None = None) -> None:
+    table = table.replace_schema_metadata(with_metadata(table.schema, metadata).metadata)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+@contextmanager
+def table_writer(path: str | Path, schema: pa.Schema, metadata: dict | None = None):
+    """Stream record batches into one file, atomically."""
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, with_metadata(schema, metadata)) as w:
+        yield w
+
+
+def write_json(data: dict, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_table(path: str | Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def iter_batches(path: str | Path, batch_size: int) -> Iterator[pa.RecordBatch]:
+    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+
+
+def count_rows(path: str | Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
