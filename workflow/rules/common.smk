@@ -2,11 +2,13 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from protembed.config import check_config
 from protembed.names import vector_property
 
 min_version("9.14.1")
 
 
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 validate(config, schema="../schemas/config.schema.yaml")
 
 # All outputs of one model live under one directory named after its vector property, so
