@@ -1,9 +1,9 @@
-"""Sequences to per-protein vectors: long-sequence policy, token-budget batching, pooling.
+"""Sequences to per-protein vectors: embedding kinds, long-sequence policy, batching, pooling.
 
 Every family goes through this one path, so "mean embedding" means the same thing for all:
-the average of the adapter's per-residue vectors over the protein's residues. A residue
-covered by several windows of a chunked long sequence contributes the average of its
-window vectors, so each residue weighs the same in the protein's mean.
+the average of the adapter's per-residue vectors (of the chosen layers) over the protein's
+residues. A residue covered by several windows of a chunked long sequence contributes the
+average of its window vectors, so each residue weighs the same in the protein's mean.
 """
 
 import logging
@@ -15,7 +15,8 @@ import torch
 from tqdm import tqdm
 
 from .adapters.base import Adapter
-from .errors import RejectedSequence
+from .errors import RejectedSequence, UserError
+from .names import embedding_kind
 from .sequences import windows
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,66 @@ LONG_SEQUENCE_POLICIES = ("chunk", "truncate", "reject")
 
 
 @dataclass(frozen=True)
+class EmbeddingKind:
+    """Which layers the vectors come from and what is kept (config: model.embedding)."""
+
+    layer: str | int = "last"  # last, first, all, or a layer number
+    per_residue: bool = False  # also keep every residue's vector
+    normalize: bool = False  # L2-normalise each per-protein vector
+
+    @classmethod
+    def from_config(cls, embedding: dict) -> "EmbeddingKind":
+        return cls(embedding["layer"], embedding["per_residue"], embedding["normalize"])
+
+    @property
+    def name(self) -> str:
+        """Short name of the per-protein vectors, stored with them in the graph."""
+        return embedding_kind({"layer": self.layer, "normalize": self.normalize})
+
+    def layers(self, num_layers: int) -> list[int]:
+        """Layer numbers to average (see adapters/base.py for the numbering)."""
+        if self.layer == "last":
+            return [num_layers]
+        if self.layer == "first":
+            return [1]
+        if self.layer == "all":
+            return list(range(1, num_layers + 1))
+        if not 0 <= self.layer <= num_layers:
+            raise UserError(
+                f"model.embedding.layer is {self.layer} but the model has layers 0 to "
+                f"{num_layers} (0 the input embeddings, {num_layers} the last)"
+            )
+        return [self.layer]
+
+    def source(self, adapter: Adapter) -> str:
+        layers = self.layers(adapter.num_layers)
+        if len(layers) == 1:
+            return adapter.describe_layer(layers[0])
+        return (
+            f"the average of layers 1 to {adapter.num_layers} (every block's output; the "
+            f"last after {adapter.final_norm}, the others before it; layer 0, the input "
+            "embeddings, excluded)"
+        )
+
+    def describe(self, adapter: Adapter) -> str:
+        """Exactly what the per-protein vector is, in words (goes into the metadata)."""
+        normalized = ", then L2-normalised" if self.normalize else ""
+        return f"mean over {adapter.tokens} of {self.source(adapter)}{normalized}"
+
+    def describe_residues(self, adapter: Adapter) -> str:
+        return (
+            f"one vector per residue ({adapter.tokens}) of {self.source(adapter)}, not "
+            "normalised; a residue in several windows of a chunked sequence gets the average "
+            "of its window vectors"
+        )
+
+
+@dataclass(frozen=True)
 class Embedded:
     vector: np.ndarray  # float32, (dimension,)
     residues: int  # residues of the prepared sequence
     handling: str  # how the length policy applied: "whole", "truncated", "chunked:N"
+    residue_vectors: np.ndarray | None = None  # float32, (residues, dimension), if asked for
 
 
 def default_tokens_per_batch(device: torch.device) -> int:
@@ -72,22 +129,28 @@ def embed_sequences(
     adapter: Adapter,
     sequences: list[str],
     *,
+    kind: EmbeddingKind = EmbeddingKind(),
     long_sequences: str = "chunk",
     overlap: int = 256,
+    max_residues: int | None = None,
     tokens_per_batch: int | None = None,
     progress: Iterable | None = None,
 ) -> list[Embedded | RejectedSequence]:
-    """Mean-pooled vectors for prepared sequences, in input order; rejects in their place."""
+    """Vectors for prepared sequences, in input order; rejects in their place.
+
+    `max_residues` (default: the model's trained length) is the longest piece embedded at
+    once; longer sequences follow `long_sequences`.
+    """
     budget = tokens_per_batch or default_tokens_per_batch(adapter.device)
+    window = max_residues or adapter.max_residues
+    layers = kind.layers(adapter.num_layers)
     results: list[Embedded | RejectedSequence | None] = [None] * len(sequences)
     pieces: list[tuple[int, int, int]] = []  # (sequence index, start, end)
     weights: dict[int, np.ndarray] = {}
     handling: dict[int, str] = {}
     for index, sequence in enumerate(sequences):
         try:
-            spans, handling[index] = plan_windows(
-                sequence, adapter.max_residues, long_sequences, overlap
-            )
+            spans, handling[index] = plan_windows(sequence, window, long_sequences, overlap)
         except RejectedSequence as rejected:
             results[index] = rejected
             continue
@@ -98,6 +161,10 @@ def embed_sequences(
         pieces.extend((index, start, end) for start, end in spans)
 
     sums = {index: np.zeros(adapter.dimension, dtype=np.float64) for index in weights}
+    residue_vectors = {
+        index: np.zeros((len(sequences[index]), adapter.dimension), dtype=np.float32)
+        for index in (weights if kind.per_residue else ())
+    }
     lengths = [end - start for _, start, end in pieces]
     bar = tqdm(
         total=sum(lengths),
@@ -109,15 +176,24 @@ def embed_sequences(
     )
     for group in batches(lengths, budget, adapter.special_tokens):
         texts = [sequences[pieces[i][0]][pieces[i][1] : pieces[i][2]] for i in group]
-        for piece_index, states in zip(group, adapter.residue_embeddings(texts), strict=True):
+        states_per_piece = adapter.residue_embeddings(texts, layers)
+        for piece_index, states in zip(group, states_per_piece, strict=True):
             index, start, end = pieces[piece_index]
-            share = 1.0 / weights[index][start:end]
-            sums[index] += (states.numpy().astype(np.float64) * share[:, None]).sum(axis=0)
+            shared = states.numpy().astype(np.float64) / weights[index][start:end, None]
+            sums[index] += shared.sum(axis=0)
+            if kind.per_residue:
+                residue_vectors[index][start:end] += shared
         bar.update(sum(lengths[i] for i in group))
     bar.close()
 
     for index, coverage in weights.items():
-        covered = int(np.count_nonzero(coverage))
-        vector = (sums[index] / covered).astype(np.float32)
-        results[index] = Embedded(vector, len(sequences[index]), handling[index])
+        vector = sums[index] / np.count_nonzero(coverage)
+        if kind.normalize:
+            vector /= np.linalg.norm(vector) or 1.0
+        results[index] = Embedded(
+            vector.astype(np.float32),
+            len(sequences[index]),
+            handling[index],
+            residue_vectors.get(index),
+        )
     return results  # type: ignore[return-value]

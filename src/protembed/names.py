@@ -17,10 +17,20 @@ def identifier(name: str, what: str) -> str:
     return name
 
 
+def embedding_kind(embedding: dict) -> str:
+    """Short name of the per-protein vectors (model.embedding): mean_last, mean_layer12_l2..."""
+    layer = embedding.get("layer", "last")
+    source = {"all": "all_layers"}.get(layer, layer if isinstance(layer, str) else f"layer{layer}")
+    return f"mean_{source}" + ("_l2" if embedding.get("normalize") else "")
+
+
 def vector_property(config: dict) -> str:
-    """The node property for this model's vectors: one per model, so spaces never mix."""
+    """The node property for this model's vectors: one per model and embedding kind, so
+    spaces never mix (the default kind, mean_last, adds no suffix)."""
     model = config["model"]
     if model.get("property"):
         return identifier(model["property"], "model.property")
     slug = re.sub(r"[^A-Za-z0-9_]", "_", model["name"].rstrip("/").split("/")[-1])
-    return identifier(f"embedding_{slug}", "derived model.property")
+    kind = embedding_kind(model.get("embedding", {}))
+    suffix = "" if kind == "mean_last" else "_" + kind.removeprefix("mean_")
+    return identifier(f"embedding_{slug}{suffix}", "derived model.property")

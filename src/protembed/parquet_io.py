@@ -25,6 +25,16 @@ SHARD_SCHEMA = pa.schema(
     ]
 )
 
+# Export's temporary files: one row per exported protein, before grouping by sequence.
+SPILL_SCHEMA = pa.schema(
+    [
+        ("shard", pa.int32()),
+        ("sequence_sha256", pa.string()),
+        ("sequence", pa.large_string()),
+        ("id", pa.string()),
+    ]
+)
+
 REJECTS_SCHEMA = pa.schema(
     [("id", pa.string()), ("sequence_sha256", pa.string()), ("reason", pa.string())]
 )
@@ -54,6 +64,24 @@ def embeddings_schema(dimension: int) -> pa.Schema:
             ("long_sequence_handling", pa.string()),
         ]
     )
+
+
+def residue_embeddings_schema(dimension: int) -> pa.Schema:
+    """Per-residue vectors (model.embedding.per_residue): one row per unique sequence."""
+    return pa.schema(
+        [
+            ("sequence_sha256", pa.string()),
+            ("ids", pa.list_(pa.string())),
+            ("residue_vectors", pa.large_list(pa.list_(pa.float32(), dimension))),
+        ]
+    )
+
+
+def residue_vectors_array(matrices: list[np.ndarray], dimension: int) -> pa.LargeListArray:
+    """(residues, dimension) float32 matrices as large_list<fixed_size_list<float32>>."""
+    offsets = np.concatenate([[0], np.cumsum([len(m) for m in matrices])]).astype(np.int64)
+    rows = np.concatenate(matrices) if matrices else np.zeros((0, dimension), np.float32)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), vectors_array(rows))
 
 
 def vectors_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
@@ -114,7 +142,10 @@ def read_table(path: str | Path) -> pa.Table:
 
 
 def iter_batches(path: str | Path, batch_size: int) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+    """Batches read page by page: without buffered reads pyarrow holds whole row groups
+    (a merged shard's vectors, hundreds of MB) in memory."""
+    file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    yield from file.iter_batches(batch_size=batch_size)
 
 
 def count_rows(path: str | Path) -> int:

@@ -4,10 +4,15 @@ Each step takes the validated configuration (config.yaml after the JSON schema f
 defaults) and explicit file paths, and writes its outputs atomically.
 """
 
+import contextlib
 import datetime
+import hashlib
 import importlib.metadata
 import logging
+import tempfile
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,64 +37,50 @@ def _versions() -> dict:
 
 
 def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
-    """Stream the proteins that need a vector from this model into hash-assigned shards."""
+    """Stream the proteins that need a vector from this model into hash-assigned shards.
+
+    Memory stays bounded whatever the graph's size: pages of proteins go to spill files on
+    disk as they arrive, and each shard is grouped by sequence (identical sequences share a
+    shard) from its spill file once the graph has been read.
+    """
     protein = protein_graph(config)
     prop = vector_property(config)
     connection = graph.Connection.from_env()
     database = connection.database
-    by_sequence: list[dict[str, tuple[str, list[str]]]] = [{} for _ in shard_paths]
     counts = defaultdict(int)
     rejects: list[dict] = []
-    with graph.connect(connection) as driver:
-        graph.ensure_id_index(driver, database, protein)
-        for element_id in graph.unaddressable_proteins(driver, database, protein):
-            rejects.append(
-                {
-                    "id": element_id,
-                    "sequence_sha256": None,
-                    "reason": f"{protein.id_property} is missing or not a string "
-                    "(id shown is the node's elementId)",
-                }
-            )
-        for row in graph.export_rows(
-            driver, database, protein, prop, config["graph"]["export_page_size"]
-        ):
-            counts["proteins_with_sequence"] += 1
-            if not isinstance(row.sequence, str):
+    with _ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill:
+        with graph.connect(connection) as driver:
+            graph.ensure_id_index(driver, database, protein)
+            for element_id in graph.unaddressable_proteins(driver, database, protein):
                 rejects.append(
                     {
-                        "id": row.id,
+                        "id": element_id,
                         "sequence_sha256": None,
-                        "reason": f"{protein.sequence_property} is not a string",
+                        "reason": f"{protein.id_property} is missing or not a string "
+                        "(id shown is the node's elementId)",
                     }
                 )
-                continue
-            sha = sequence_sha256(row.sequence)
-            if row.settled and row.stored_sha256 == sha:
-                counts["up_to_date"] += 1
-                continue
-            shard = by_sequence[shard_of(sha, len(shard_paths))]
-            shard.setdefault(sha, (row.sequence, []))[1].append(row.id)
-            counts["exported"] += 1
-
-    shards = []
-    for path, sequences in zip(shard_paths, by_sequence, strict=True):
-        table = pa.table(
-            {
-                "sequence_sha256": list(sequences),
-                "sequence": [sequence for sequence, _ in sequences.values()],
-                "ids": [ids for _, ids in sequences.values()],
-            },
-            schema=parquet_io.SHARD_SCHEMA,
-        )
-        parquet_io.write_table(table, path)
-        shards.append(
-            {
-                "path": str(path),
-                "sequences": len(sequences),
-                "proteins": sum(len(ids) for _, ids in sequences.values()),
-            }
-        )
+            for row in graph.export_rows(
+                driver, database, protein, prop, config["graph"]["export_page_size"]
+            ):
+                counts["proteins_with_sequence"] += 1
+                if not isinstance(row.sequence, str):
+                    rejects.append(
+                        {
+                            "id": row.id,
+                            "sequence_sha256": None,
+                            "reason": f"{protein.sequence_property} is not a string",
+                        }
+                    )
+                    continue
+                sha = sequence_sha256(row.sequence)
+                if row.settled and row.stored_sha256 == sha:
+                    counts["up_to_date"] += 1
+                    continue
+                spill.add(shard_of(sha, len(shard_paths)), sha, row.sequence, row.id)
+                counts["exported"] += 1
+        shards = spill.write_shards(shard_paths)
     manifest = {
         "label": protein.label,
         "id_property": protein.id_property,
@@ -115,15 +106,103 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
     return manifest
 
 
+class _ShardSpill:
+    """Exported proteins parked on disk until the graph has been read, in at most
+    SPILL_FILES files (shard s goes to file s mod files): few open files for any number
+    of shards, and memory for one file's share of the proteins when the shards are made."""
+
+    SPILL_FILES = 64
+    BUFFERED_ROWS = 2000  # per spill file, before a write
+
+    def __init__(self, directory: Path, shards: int):
+        self.shards = shards
+        self.files = min(shards, self.SPILL_FILES)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._directory = tempfile.TemporaryDirectory(dir=directory, prefix=".export-spill-")
+        self._paths = [Path(self._directory.name) / f"{f}.parquet" for f in range(self.files)]
+        self._writing = contextlib.ExitStack()
+        self._writers = [
+            self._writing.enter_context(parquet_io.table_writer(path, parquet_io.SPILL_SCHEMA))
+            for path in self._paths
+        ]
+        self._buffers: list[list[tuple]] = [[] for _ in range(self.files)]
+
+    def __enter__(self) -> "_ShardSpill":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._writing.__exit__(*exc_info)
+        self._directory.cleanup()
+
+    def add(self, shard: int, sha256: str, sequence: str, protein_id: str) -> None:
+        f = shard % self.files
+        self._buffers[f].append((shard, sha256, sequence, protein_id))
+        if len(self._buffers[f]) >= self.BUFFERED_ROWS:
+            self._flush(f)
+
+    def _flush(self, f: int) -> None:
+        if self._buffers[f]:
+            columns = zip(*self._buffers[f], strict=True)
+            columns = dict(zip(parquet_io.SPILL_SCHEMA.names, columns, strict=True))
+            self._writers[f].write_table(pa.table(columns, schema=parquet_io.SPILL_SCHEMA))
+            self._buffers[f] = []
+
+    def write_shards(self, shard_paths: list[str]) -> list[dict]:
+        """Write each shard, one row per unique sequence with its ids in export order."""
+        for f in range(self.files):
+            self._flush(f)
+        self._writing.close()
+        shards = [{}] * self.shards
+        for f, path in enumerate(self._paths):
+            grouped = (
+                parquet_io.read_table(path)
+                .group_by(["shard", "sequence_sha256"], use_threads=False)
+                .aggregate([("sequence", "first"), ("id", "list")])
+            )
+            # A stable sort keeps each shard's sequences in the order they were exported.
+            grouped = grouped.take(pa.compute.sort_indices(grouped, [("shard", "ascending")]))
+            bounds = np.searchsorted(grouped["shard"].to_numpy(), np.arange(self.shards + 1))
+            for shard in range(f, self.shards, self.files):
+                rows = grouped.slice(bounds[shard], bounds[shard + 1] - bounds[shard])
+                table = pa.table(
+                    [rows["sequence_sha256"], rows["sequence_first"], rows["id_list"]],
+                    schema=parquet_io.SHARD_SCHEMA,
+                )
+                parquet_io.write_table(table, shard_paths[shard])
+                shards[shard] = {
+                    "path": str(shard_paths[shard]),
+                    "sequences": table.num_rows,
+                    "proteins": int(
+                        pa.compute.sum(pa.compute.list_value_length(table["ids"])).as_py() or 0
+                    ),
+                }
+        return shards
+
+
 def embed(
-    config: dict, shard_path: str, embeddings_path: str, rejects_path: str, progress=None
+    config: dict,
+    shard_path: str,
+    embeddings_path: str,
+    rejects_path: str,
+    progress=None,
+    token_budget_divisor: int = 1,
+    residues_path: str | None = None,
 ) -> dict:
-    """Embed one shard's unique sequences; every one ends embedded or rejected."""
+    """Embed one shard's unique sequences; every one ends embedded or rejected.
+
+    `token_budget_divisor` divides the token budget (model.tokens_per_batch, or the device's
+    automatic one): the workflow passes 2, 4, ... when it retries a failed job.
+    `residues_path` receives the per-residue vectors (empty unless
+    model.embedding.per_residue).
+    """
     # Imported here so that export, merge and load never pay for the deep-learning stack.
     from .adapters import load_adapter
-    from .embedding import Embedded, embed_sequences
+    from .embedding import Embedded, EmbeddingKind, default_tokens_per_batch, embed_sequences
 
     model = config["model"]
+    kind = EmbeddingKind.from_config(model["embedding"])
+    if kind.per_residue and residues_path is None:
+        raise ValueError("model.embedding.per_residue needs a residues_path to write to")
     shard = parquet_io.read_table(shard_path).to_pylist()
     rejects: list[dict] = []
     if shard:
@@ -136,19 +215,23 @@ def embed(
             except RejectedSequence as reason:
                 rejects.extend(_rejects(row, str(reason)))
         budget = model["tokens_per_batch"]
+        if budget == "auto":
+            budget = default_tokens_per_batch(adapter.device)
         results = embed_sequences(
             adapter,
             prepared,
+            kind=kind,
             long_sequences=model["long_sequences"],
             overlap=model["chunk_overlap"],
-            tokens_per_batch=None if budget == "auto" else budget,
+            max_residues=model["max_residues"],
+            tokens_per_batch=max(1, budget // token_budget_divisor),
             progress=progress,
         )
         done = [(row, r) for row, r in zip(kept, results, strict=True) if isinstance(r, Embedded)]
         for row, result in zip(kept, results, strict=True):
             if isinstance(result, RejectedSequence):
                 rejects.extend(_rejects(row, str(result)))
-        dimension, metadata = adapter.dimension, _embedding_metadata(config, adapter)
+        dimension, metadata = adapter.dimension, _embedding_metadata(config, adapter, kind)
     else:
         # An empty shard loads no model: its output only needs a valid, empty table.
         done, dimension, metadata = [], 0, {"model": model["name"], "dimension": 0}
@@ -164,6 +247,23 @@ def embed(
         schema=parquet_io.shard_embeddings_schema(dimension),
     )
     parquet_io.write_table(table, embeddings_path, metadata)
+    if residues_path is not None:
+        with_residues = [(row, r) for row, r in done if r.residue_vectors is not None]
+        residue_table = pa.table(
+            {
+                "sequence_sha256": [row["sequence_sha256"] for row, _ in with_residues],
+                "ids": [row["ids"] for row, _ in with_residues],
+                "residue_vectors": parquet_io.residue_vectors_array(
+                    [r.residue_vectors for _, r in with_residues], dimension
+                ),
+            },
+            schema=parquet_io.residue_embeddings_schema(dimension),
+        )
+        residue_metadata = metadata | {
+            "embedding": "per_residue" if kind.per_residue else "none",
+            "representation": metadata.get("residue_representation"),
+        }
+        parquet_io.write_table(residue_table, residues_path, residue_metadata)
     parquet_io.write_table(pa.Table.from_pylist(rejects, parquet_io.REJECTS_SCHEMA), rejects_path)
     summary = {"sequences": len(shard), "embedded": len(done), "rejected_proteins": len(rejects)}
     log.info("shard %s: %s", shard_path, summary)
@@ -176,23 +276,61 @@ def _rejects(row: dict, reason: str) -> list[dict]:
     ]
 
 
-def _embedding_metadata(config: dict, adapter) -> dict:
+def _embedding_metadata(config: dict, adapter, kind) -> dict:
+    """What the vectors are, exactly: the kind's name (also stored in the graph) and, in
+    words, which tokens and which layers (before or after the final norm) they come from."""
     model = config["model"]
-    return {
+    extras = {}
+    for package in ("esm", "sentencepiece"):  # the esm package lives in envs/esm.yaml only
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            extras[package] = importlib.metadata.version(package)
+    metadata = {
         "model": model["name"],
+        "revision": model_revision(model["name"], adapter),
         "family": adapter.family,
-        "embedding": "mean",
-        "pooling": f"mean over residues of the {adapter.representation}",
-        "representation": adapter.representation,
+        "implementation": getattr(adapter, "implementation", None),
+        "embedding": kind.name,
+        "representation": kind.describe(adapter),
+        "layers": kind.layers(adapter.num_layers),
+        "num_layers": adapter.num_layers,
+        "normalized": kind.normalize,
         "dimension": adapter.dimension,
         "precision": "float32",
-        "max_residues": adapter.max_residues,
+        "max_residues": model["max_residues"] or adapter.max_residues,
         "long_sequences": model["long_sequences"],
         "chunk_overlap": model["chunk_overlap"],
         "device": str(adapter.device),
-        "versions": _versions(),
+        "versions": _versions() | extras,
         "created": _now(),
     }
+    if kind.per_residue:
+        metadata["residue_representation"] = kind.describe_residues(adapter)
+    return metadata
+
+
+def model_revision(name: str, adapter=None) -> str:
+    """Which weights made the vectors: the hub commit they were loaded from, or for a local
+    directory 40 hex digits of a SHA-256 over its JSON files (config, weight index) and each
+    weight file's name, size and first MiB (hashing whole weights would cost every job
+    minutes)."""
+    if getattr(adapter, "revision", None):
+        return adapter.revision
+    directory = Path(name)
+    if directory.is_dir():
+        digest = hashlib.sha256()
+        for path in sorted(directory.iterdir()):
+            if path.suffix == ".json":
+                digest.update(path.name.encode() + path.read_bytes())
+            elif path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
+                with path.open("rb") as weights:
+                    head = weights.read(1 << 20)
+                digest.update(f"{path.name}:{path.stat().st_size}:".encode() + head)
+        return digest.hexdigest()[:40]
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    # What from_pretrained resolved `main` to, as the hub cache records it.
+    ref = Path(HF_HUB_CACHE) / f"models--{name.replace('/', '--')}" / "refs" / "main"
+    return ref.read_text().strip() if ref.is_file() else "unknown"
 
 
 def merge(
@@ -264,49 +402,44 @@ def merge(
 
 
 def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: str) -> dict:
-    """Write the run's vectors and rejections into the graph; make sure the index is ONLINE."""
+    """Write the run's vectors and rejections into the graph; make sure the index is ONLINE.
+
+    Batches stream from the Parquet file, so memory does not grow with the run's size.
+    """
     protein = protein_graph(config)
     prop = vector_property(config)
     settings = config["graph"]
+    batch_size = settings["write_batch_size"]
     metadata = parquet_io.read_metadata(embeddings_path)
     total = parquet_io.count_rows(embeddings_path)
-    written = 0
+    written = rejected = 0
     index = None
     connection = graph.Connection.from_env()
     with graph.connect(connection) as driver:
+        native = graph.stores_native_vectors(driver, connection.database)
+        started = time.monotonic()
         if total:
-            provenance = {
-                "model": metadata["model"],
-                "embedding": metadata["embedding"],
-                "dimension": metadata["dimension"],
-                "precision": metadata["precision"],
-                "created": _now(),
-                "pipeline": f"protembed {__version__}",
-            }
-            for batch in parquet_io.iter_batches(embeddings_path, settings["write_batch_size"]):
-                rows = [
-                    {"id": i, "sha256": s, "handling": h, "vector": v}
-                    for i, s, h, v in zip(
-                        batch["id"].to_pylist(),
-                        batch["sequence_sha256"].to_pylist(),
-                        batch["long_sequence_handling"].to_pylist(),
-                        batch["vector"].to_pylist(),
-                        strict=True,
-                    )
-                ]
-                written += graph.write_vectors(
-                    driver, connection.database, protein, prop, rows, provenance
+            written = graph.write_vectors(
+                driver,
+                connection.database,
+                protein,
+                prop,
+                _vector_batches(embeddings_path, batch_size),
+                _provenance(metadata),
+                writers=settings["writers"],
+                native=native,
+            )
+        for batch in parquet_io.iter_batches(rejects_path, batch_size):
+            rejections = [
+                {"id": r["id"], "sha256": r["sequence_sha256"], "reason": r["reason"]}
+                for r in batch.to_pylist()
+                if r["sequence_sha256"] is not None
+            ]
+            if rejections:
+                rejected += graph.write_rejections(
+                    driver, connection.database, protein, prop, rejections
                 )
-        rejections = [
-            {"id": r["id"], "sha256": r["sequence_sha256"], "reason": r["reason"]}
-            for r in parquet_io.read_table(rejects_path).to_pylist()
-            if r["sequence_sha256"] is not None
-        ]
-        rejected = (
-            graph.write_rejections(driver, connection.database, protein, prop, rejections)
-            if rejections
-            else 0
-        )
+        seconds = time.monotonic() - started
         dimension = metadata.get("dimension")
         if settings["create_vector_index"] and dimension:
             index = graph.ensure_vector_index(
@@ -323,12 +456,42 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         "unchanged": total - written,
         "rejections_written": rejected,
         "property": prop,
+        "vector_type": "VECTOR" if native else "float32 list (db.create.setNodeVectorProperty)",
+        "writers": settings["writers"],
+        "write_seconds": round(seconds, 3),
+        "neo4j_rust_ext": graph.rust_extension_loaded(),
         "vector_index": index,
         "created": _now(),
     }
     parquet_io.write_json(receipt, receipt_path)
     log.info("loaded: %s", receipt)
     return receipt
+
+
+def _vector_batches(path: str, batch_size: int) -> Iterator[graph.VectorBatch]:
+    for batch in parquet_io.iter_batches(path, batch_size):
+        vectors = batch["vector"]
+        yield graph.VectorBatch(
+            ids=batch["id"].to_pylist(),
+            sequence_sha256=batch["sequence_sha256"].to_pylist(),
+            long_sequence_handling=batch["long_sequence_handling"].to_pylist(),
+            vectors=vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size),
+        )
+
+
+def _provenance(metadata: dict) -> dict:
+    """What every vector of the run shares, from the embed step's Parquet metadata."""
+    created = metadata.get("created") or _now()
+    return {
+        "model": metadata["model"],
+        "model_revision": metadata.get("revision", "unknown"),
+        "embedding": metadata["embedding"],
+        "pooling": metadata.get("representation", metadata.get("pooling")),
+        "dimension": metadata["dimension"],
+        "precision": metadata["precision"],
+        "created": datetime.datetime.fromisoformat(created),
+        "pipeline": f"protembed {metadata.get('versions', {}).get('protembed', __version__)}",
+    }
 
 
 def _now() -> str:

@@ -15,3 +15,21 @@ validate(config, schema="../schemas/config.schema.yaml")
 # several models can be run side by side from one checkout.
 RUN = Path(config["results"]) / vector_property(config)
 SHARDS = range(config["shards"])
+
+
+# Resources. A job that fails is retried (--retries, set in the profiles) with more memory
+# and time and, for embedding, a smaller token budget: running out of memory or time are
+# the usual reasons a job fails on a cluster.
+def grows_with_attempt(first):
+    """`first` on the first attempt, twice that on the second, three times on the third."""
+    return lambda wildcards, attempt: first * attempt
+
+
+def token_budget_divisor(wildcards, attempt):
+    """The embed job divides its token budget by this: 1, then 2, 4, ... on retries."""
+    return 2 ** (attempt - 1)
+
+
+# Export, merge and load run where snakemake runs, not as cluster jobs, when compute nodes
+# cannot reach Neo4j (execution.local_graph_steps).
+LOCAL_GRAPH_STEPS = config["execution"]["local_graph_steps"]

@@ -4,6 +4,10 @@ rule export_sequences:
         shards=expand(RUN / "export" / "shard-{shard}.parquet", shard=SHARDS),
     log:
         RUN / "logs" / "export.log",
+    localrule: LOCAL_GRAPH_STEPS
+    resources:
+        mem_mb=grows_with_attempt(8000),
+        runtime=grows_with_attempt(120),
     conda:
         "../../envs/graph.yaml"
     script:

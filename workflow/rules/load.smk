@@ -6,6 +6,10 @@ rule load_vectors:
         receipt=RUN / "load" / "receipt.json",
     log:
         RUN / "logs" / "load.log",
+    localrule: LOCAL_GRAPH_STEPS
+    resources:
+        mem_mb=grows_with_attempt(4000),
+        runtime=grows_with_attempt(240),
     conda:
         "../../envs/graph.yaml"
     script:

@@ -9,6 +9,10 @@ rule merge_shards:
         summary=RUN / "summary.json",
     log:
         RUN / "logs" / "merge.log",
+    localrule: LOCAL_GRAPH_STEPS
+    resources:
+        mem_mb=grows_with_attempt(4000),
+        runtime=grows_with_attempt(60),
     conda:
         "../../envs/graph.yaml"
     script:

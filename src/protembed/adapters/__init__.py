@@ -1,42 +1,78 @@
-"""Model families behind one interface. A new family is one module plus one line in FAMILIES."""
+"""Model families behind one interface. A new family is one module plus one line in FAMILIES.
 
+Light on imports (no torch until a model is loaded): the Snakefile reads `environment`.
+"""
+
+import importlib
 import json
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from .base import Adapter
+
+if TYPE_CHECKING:
+    from .base import Adapter
 
 # family -> (module, class); modules are imported on demand so that one family's
 # dependencies are not needed to run another.
 FAMILIES = {
     "esm2": ("protembed.adapters.esm2", "Esm2Adapter"),
+    "esmc": ("protembed.adapters.esmc", "EsmcAdapter"),
+    "esm3": ("protembed.adapters.esm3", "Esm3Adapter"),
+    "prot_t5": ("protembed.adapters.prott5", "ProtT5Adapter"),
+    "kmer": ("protembed.adapters.kmer", "KmerAdapter"),
 }
 
+# Families whose embed jobs need another conda environment than envs/embed.yaml:
+# EvolutionaryScale's esm package pins torch 2.11 and transformers < 5.
+ENVIRONMENTS = {"esm3": "esm.yaml"}
+
 # Substrings of model names that identify a family, checked in this order.
-_NAME_MARKERS = (("esm2", "esm2"),)
-_MODEL_TYPES = {"esm": "esm2"}
+_NAME_MARKERS = (
+    ("esmc", "esmc"),
+    ("esm3", "esm3"),
+    ("prott5", "prot_t5"),
+    ("esm2", "esm2"),
+    ("kmer", "kmer"),
+)
+# model_type in a local directory's config.json.
+_MODEL_TYPES = {"esm": "esm2", "esmc": "esmc", "esm3": "esm3", "t5": "prot_t5"}
 
 
 def detect_family(name: str) -> str:
-    """Family from the model's name, or from config.json's model_type for a local directory."""
-    lowered = name.lower().replace("-", "").replace("_", "")
-    for marker, family in _NAME_MARKERS:
-        if marker in lowered:
-            return family
+    """Family from a local directory's config.json (model_type), else from the model's name."""
     config_file = Path(name) / "config.json"
     if config_file.is_file():
         model_type = json.loads(config_file.read_text()).get("model_type")
         if model_type in _MODEL_TYPES:
             return _MODEL_TYPES[model_type]
+    lowered = name.lower().replace("-", "").replace("_", "")
+    for marker, family in _NAME_MARKERS:
+        if marker in lowered:
+            return family
     raise UserError(
         f"cannot tell the model family of {name!r}; set model.family to one of "
         f"{', '.join(sorted(FAMILIES))}"
     )
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_family(name: str, family: str = "auto") -> str:
+    family = detect_family(name) if family == "auto" else family
+    if family not in FAMILIES:
+        raise UserError(
+            f"model.family {family!r} is not one of auto, {', '.join(sorted(FAMILIES))}"
+        )
+    return family
+
+
+def environment(model: dict) -> str:
+    """The conda environment file (under envs/) that the embed jobs of this model need."""
+    return ENVIRONMENTS.get(resolve_family(model["name"], model["family"]), "embed.yaml")
+
+
+def resolve_device(device: str):
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -44,12 +80,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_adapter(name: str, family: str = "auto", device: str = "auto") -> Adapter:
-    import importlib
-
-    family = detect_family(name) if family == "auto" else family
+def load_adapter(name: str, family: str = "auto", device: str = "auto") -> "Adapter":
+    family = resolve_family(name, family)
     module_name, class_name = FAMILIES[family]
-    adapter_class = getattr(importlib.import_module(module_name), class_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UserError(
+            f"model family {family} needs {error.name!r}, which this environment lacks; "
+            f"run the embed jobs in envs/{ENVIRONMENTS.get(family, 'embed.yaml')} "
+            "(see the README's environment table)"
+        ) from error
+    adapter_class = getattr(module, class_name)
     try:
         return adapter_class(name, resolve_device(device))
     except OSError as error:

@@ -1,0 +1,60 @@
+"""ESM-C (ESMC 300M, 600M, 6B): transformers' native EsmcModel, or the esm package's own.
+
+transformers >= 5 has ESM-C built in. Where EvolutionaryScale's `esm` package is installed
+instead (it needs transformers < 5, see envs/esm.yaml) its EsmcModel is used: the same
+checkpoint layout, the same forward signature and the same hidden_states convention.
+"""
+
+import torch
+
+try:
+    from transformers import EsmcModel, EsmcTokenizer
+
+    IMPLEMENTATION = "transformers"
+except ImportError:
+    from esm.models.esmc import EsmcModel, EsmcTokenizer
+
+    IMPLEMENTATION = "esm"
+
+from .base import Adapter, transformers_layers
+
+# The esm package's short names for the published checkpoints.
+HUB_NAMES = {
+    "esmc_300m": "biohub/ESMC-300M",
+    "esmc_600m": "biohub/ESMC-600M",
+    "esmc_6b": "biohub/ESMC-6B",
+}
+
+
+class EsmcAdapter(Adapter):
+    family = "esmc"
+    final_norm = "the final layer norm (norm)"
+    half_precision = torch.bfloat16
+
+    def __init__(self, name: str, device: torch.device):
+        self.name = name
+        self.device = device
+        self.implementation = IMPLEMENTATION
+        # The vocabulary is fixed by the architecture (ESM-2's ids 0-32, '|' a chain break).
+        self.tokenizer = EsmcTokenizer()
+        # The esm package picks its kernels by the device the model is built on.
+        placement = {"device": device} if IMPLEMENTATION == "esm" else {}
+        self.model = EsmcModel.from_pretrained(
+            HUB_NAMES.get(name, name), dtype=torch.float32, **placement
+        )
+        self.model.to(device).eval()
+        config = self.model.config
+        self.dimension = config.hidden_size
+        self.num_layers = config.num_hidden_layers
+        # ESM-C was trained on contexts of 2,048 tokens: 2,046 residues plus <cls> and <eos>.
+        self.max_residues = min(2046, getattr(config, "max_position_embeddings", 2048) - 2)
+
+    def hidden_states(self, sequences: list[str], layers: list[int]) -> list[torch.Tensor]:
+        batch = self.tokenizer(sequences, padding=True, return_tensors="pt").to(self.device)
+        # Without the mask EsmcModel attends to padding (it does not infer it from the ids).
+        output = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=layers != [self.num_layers],
+        )
+        return transformers_layers(output, layers, self.num_layers)
