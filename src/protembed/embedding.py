@@ -4,10 +4,20 @@ Every family goes through this one path, so "mean embedding" means the same thin
 the average of the adapter's per-residue vectors (of the chosen layers) over the protein's
 residues. A residue covered by several windows of a chunked long sequence contributes the
 average of its window vectors, so each residue weighs the same in the protein's mean.
+
+Speed: pieces are batched longest first under a token budget (per device, overridable);
+the mean is taken on the device, so only one vector per piece crosses back to the host;
+on a GPU the next batch is tokenised on a worker thread into pinned memory while the
+current one runs. Out of device memory, a batch is retried in halves under a halved
+budget; a piece that does not fit even alone rejects its protein, with the reason.
 """
 
 import logging
-from collections.abc import Iterable
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +135,31 @@ def batches(lengths: list[int], tokens_per_batch: int, special_tokens: int) -> l
     return groups
 
 
+def padded_tokens(lengths: list[int], special_tokens: int) -> int:
+    """Tokens of a batch padded to its longest piece."""
+    return (max(lengths) + special_tokens) * len(lengths)
+
+
+def _one_ahead(
+    function: Callable, items: Iterable, *, enabled: bool
+) -> Iterator[tuple[object, object]]:
+    """(item, function(item)) for each item; when enabled, the next item's function runs on
+    a worker thread while the caller works on this one."""
+    if not enabled:
+        for item in items:
+            yield item, function(item)
+        return
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        upcoming = None
+        for item in items:
+            future = worker.submit(function, item)
+            if upcoming is not None:
+                yield upcoming[0], upcoming[1].result()
+            upcoming = (item, future)
+        if upcoming is not None:
+            yield upcoming[0], upcoming[1].result()
+
+
 def embed_sequences(
     adapter: Adapter,
     sequences: list[str],
@@ -166,6 +201,11 @@ def embed_sequences(
         for index in (weights if kind.per_residue else ())
     }
     lengths = [end - start for _, start, end in pieces]
+    on_gpu = adapter.device.type == "cuda"
+    failed: dict[int, str] = {}  # sequence index -> why the device could not embed it
+    pieces_left = Counter(index for index, _, _ in pieces)
+    proteins_done, started = 0, time.monotonic()
+    tokenizer_lock = threading.Lock()
     bar = tqdm(
         total=sum(lengths),
         unit="res",
@@ -174,19 +214,88 @@ def embed_sequences(
         mininterval=10,
         disable=progress is None,
     )
-    for group in batches(lengths, budget, adapter.special_tokens):
-        texts = [sequences[pieces[i][0]][pieces[i][1] : pieces[i][2]] for i in group]
-        states_per_piece = adapter.residue_embeddings(texts, layers)
-        for piece_index, states in zip(group, states_per_piece, strict=True):
+
+    def texts(group: list[int]) -> list[str]:
+        return [sequences[pieces[i][0]][pieces[i][1] : pieces[i][2]] for i in group]
+
+    def host_inputs(group: list[int]) -> dict[str, torch.Tensor] | None:
+        with tokenizer_lock:  # a tokenizer is not safe to share between threads
+            inputs = adapter.encode(texts(group))
+        if inputs is not None and on_gpu:
+            inputs = {key: value.pin_memory() for key, value in inputs.items()}
+        return inputs
+
+    def add(group: list[int], inputs: dict[str, torch.Tensor] | None) -> None:
+        """Embed a group of pieces into their proteins' sums."""
+        on_device = None if inputs is None else adapter.to_device(inputs)
+        states = adapter.residue_embeddings(texts(group), layers, on_device)
+        shared = []
+        for piece_index, piece_states in zip(group, states, strict=True):
             index, start, end = pieces[piece_index]
-            shared = states.numpy().astype(np.float64) / weights[index][start:end, None]
-            sums[index] += shared.sum(axis=0)
+            coverage = weights[index][start:end]
+            if coverage.max() > 1:  # a window of a chunked sequence
+                share = torch.from_numpy(1.0 / coverage).to(piece_states.device)
+                piece_states = piece_states * share[:, None]
+            shared.append(piece_states)
+        piece_sums = torch.stack([piece.sum(0) for piece in shared]).cpu().numpy()
+        for piece_index, piece_states, piece_sum in zip(group, shared, piece_sums, strict=True):
+            index, start, end = pieces[piece_index]
+            sums[index] += piece_sum
             if kind.per_residue:
-                residue_vectors[index][start:end] += shared
+                residue_vectors[index][start:end] += piece_states.cpu().numpy()
+
+    def run(group: list[int], inputs: dict[str, torch.Tensor] | None) -> None:
+        nonlocal budget
+        padded = padded_tokens([lengths[i] for i in group], adapter.special_tokens)
+        if len(group) > 1 and padded > budget:  # planned before running out of memory
+            split(group)
+            return
+        try:
+            add(group, inputs)
+            return
+        except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is this class
+            pass
+        # Here, outside the except clause, the failed batch's tensors are free again.
+        if on_gpu:
+            torch.cuda.empty_cache()
+        if len(group) == 1:
+            index = pieces[group[0]][0]
+            failed[index] = (
+                f"out of {adapter.device} memory embedding {padded} tokens even alone; "
+                "use a device with more memory, or a smaller model.max_residues"
+            )
+            log.warning("sequence %d rejected: %s", index, failed[index])
+            return
+        budget = max(1, padded // 2)
+        log.warning(
+            "out of %s memory at %d tokens: token budget halved to %d",
+            adapter.device,
+            padded,
+            budget,
+        )
+        split(group)
+
+    def split(group: list[int]) -> None:
+        """Run a group in batches under the (lowered) budget."""
+        for part in batches([lengths[i] for i in group], budget, adapter.special_tokens):
+            smaller = [group[i] for i in part]
+            run(smaller, host_inputs(smaller))
+
+    planned = batches(lengths, budget, adapter.special_tokens)
+    for group, inputs in _one_ahead(host_inputs, planned, enabled=on_gpu):
+        run(group, inputs)
+        for piece_index in group:
+            pieces_left[pieces[piece_index][0]] -= 1
+            proteins_done += pieces_left[pieces[piece_index][0]] == 0
+        rate = proteins_done / max(time.monotonic() - started, 1e-9)
+        bar.set_postfix_str(f"{proteins_done} proteins, {rate:.1f} proteins/s", refresh=False)
         bar.update(sum(lengths[i] for i in group))
     bar.close()
 
     for index, coverage in weights.items():
+        if index in failed:
+            results[index] = RejectedSequence(failed[index])
+            continue
         vector = sums[index] / np.count_nonzero(coverage)
         if kind.normalize:
             vector /= np.linalg.norm(vector) or 1.0

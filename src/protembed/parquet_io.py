@@ -126,9 +126,10 @@ def write_table(table: pa.Table, path: str | Path, metadata: dict | None = None)
 
 
 @contextmanager
-def table_writer(path: str | Path, schema: pa.Schema, metadata: dict | None = None):
-    """Stream record batches into one file, atomically."""
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, with_metadata(schema, metadata)) as w:
+def table_writer(path: str | Path, schema: pa.Schema, metadata: dict | None = None, **options):
+    """Stream record batches into one file, atomically; `options` go to pq.ParquetWriter."""
+    schema = with_metadata(schema, metadata)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **options) as w:
         yield w
 
 

@@ -93,10 +93,12 @@ def load_adapter(name: str, family: str = "auto", device: str = "auto") -> "Adap
         ) from error
     adapter_class = getattr(module, class_name)
     try:
-        return adapter_class(name, resolve_device(device))
+        adapter = adapter_class(name, resolve_device(device))
     except OSError as error:
         raise UserError(
             f"could not load model {name!r} ({error.__class__.__name__}: "
             f"{str(error).splitlines()[0]}); without access to the model hub, set model.name "
             "to a local directory that holds the weights"
         ) from error
+    adapter.use_device_precision()
+    return adapter

@@ -6,7 +6,9 @@ layer (`num_layers`) the output of the last block after the model's final norm. 
 1 .. num_layers - 1 are taken before that norm, as the models produce them.
 """
 
-from abc import ABC, abstractmethod
+import importlib.util
+import logging
+from abc import ABC
 from typing import ClassVar
 
 import torch
@@ -15,6 +17,8 @@ from ..sequences import clean_sequence
 
 # The 20 standard residues plus the ambiguity and rare codes that ESM-style vocabularies hold.
 ESM_ALPHABET = frozenset("ACDEFGHIKLMNPQRSTVWYXBZUO")
+
+log = logging.getLogger(__name__)
 
 
 class Adapter(ABC):
@@ -43,26 +47,83 @@ class Adapter(ABC):
     dimension: int
     max_residues: int
     num_layers: int
+    # What the weights are held in and which attention kernel runs (use_device_precision).
+    precision: str = "float32"
+    attention: str | None = None
 
     def prepare(self, sequence: str) -> str:
         """The sequence as this family reads it; raises RejectedSequence with the reason."""
         return clean_sequence(sequence, self.alphabet)
 
-    @abstractmethod
+    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor] | None:
+        """The model's inputs for a batch as host tensors, or None for a family that
+        tokenises inside hidden_states. The engine runs this one batch ahead on another
+        thread, so it must not touch the device."""
+        return None
+
+    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
+        """hidden_states from encode()'s tensors, already on the device."""
+        raise NotImplementedError(f"{type(self).__name__} implements hidden_states instead")
+
     def hidden_states(self, sequences: list[str], layers: list[int]) -> list[torch.Tensor]:
         """The given layers for a batch of prepared sequences: (batch, tokens, dimension) each,
         sequences right-padded, the attention mask applied so padding changes nothing."""
+        return self.forward(self.to_device(self.encode(sequences)), layers)
+
+    def to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # Pinned host memory lets the copy run while the device still computes.
+        return {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()}
 
     @torch.inference_mode()
     def residue_embeddings(
-        self, sequences: list[str], layers: list[int] | None = None
+        self,
+        sequences: list[str],
+        layers: list[int] | None = None,
+        inputs: dict[str, torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
-        """One float32 (length, dimension) tensor per sequence, residues only: the average of
-        the given layers (default: the last)."""
+        """One float32 (length, dimension) tensor per sequence, on the adapter's device,
+        residues only: the average of the given layers (default: the last). `inputs`:
+        encode(sequences), already on the device."""
         layers = [self.num_layers] if layers is None else layers
-        states = sum(s.float() for s in self.hidden_states(sequences, layers)) / len(layers)
+        hidden = (
+            self.hidden_states(sequences, layers)
+            if inputs is None
+            else self.forward(inputs, layers)
+        )
+        states = sum(s.float() for s in hidden) / len(layers)
         start = self.first_residue
-        return [states[i, start : start + len(s)].cpu() for i, s in enumerate(sequences)]
+        return [states[i, start : start + len(s)] for i, s in enumerate(sequences)]
+
+    def use_device_precision(self) -> None:
+        """On a GPU: the family's half precision and the fastest attention installed.
+
+        Rotary frequencies stay float32: transformers multiplies positions by them in float32,
+        but a frequency buffer cast to half precision has lost digits, and the angle error
+        grows with the position (residue 1,000 would be rotated visibly wrong).
+        """
+        if self.device.type != "cuda":
+            return
+        model = self.model
+        cast_keeping_rotary_float32(model, self.half_precision)
+        self.precision = str(self.half_precision).removeprefix("torch.")
+        config = getattr(model, "config", None)
+        self.attention = getattr(config, "_attn_implementation", None)
+        if getattr(model, "_supports_flash_attn", False):
+            if importlib.util.find_spec("flash_attn") is None:
+                log.info("attention: %s (flash-attn is not installed)", self.attention)
+            else:
+                try:
+                    model.set_attn_implementation("flash_attention_2")
+                    self.attention = "flash_attention_2"
+                except (ImportError, ValueError) as error:
+                    log.warning(
+                        "flash-attn is installed but not usable here (%s); attention stays %s",
+                        error,
+                        self.attention,
+                    )
+        log.info(
+            "%s on %s in %s, attention %s", self.name, self.device, self.precision, self.attention
+        )
 
     def describe_layer(self, layer: int) -> str:
         if layer == 0:
@@ -75,6 +136,15 @@ class Adapter(ABC):
         return (
             f"layer {layer} of {self.num_layers} (block {layer}'s output, before {self.final_norm})"
         )
+
+
+def cast_keeping_rotary_float32(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """model.to(dtype), except rotary frequencies (buffers named *inv_freq), kept float32."""
+    rotary = {n: b.clone() for n, b in model.named_buffers() if n.endswith("inv_freq")}
+    model.to(dtype)
+    for name, buffer in rotary.items():
+        owner, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(owner), attribute, buffer)
 
 
 def transformers_layers(output, layers: list[int], num_layers: int) -> list[torch.Tensor]:

@@ -23,12 +23,11 @@ class Esm2Adapter(Adapter):
         # ESM-2 was trained on crops of 1,022 residues plus <cls> and <eos>.
         self.max_residues = min(1022, self.model.config.max_position_embeddings - 2)
 
-    def hidden_states(self, sequences: list[str], layers: list[int]) -> list[torch.Tensor]:
-        batch = self.tokenizer(sequences, padding=True, return_tensors="pt").to(self.device)
+    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
         # EsmModel assumes an all-ones mask when none is given, so padding would leak in.
-        output = self.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            output_hidden_states=layers != [self.num_layers],
-        )
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
+        output = self.model(**inputs, output_hidden_states=layers != [self.num_layers])
         return transformers_layers(output, layers, self.num_layers)

@@ -49,12 +49,11 @@ class EsmcAdapter(Adapter):
         # ESM-C was trained on contexts of 2,048 tokens: 2,046 residues plus <cls> and <eos>.
         self.max_residues = min(2046, getattr(config, "max_position_embeddings", 2048) - 2)
 
-    def hidden_states(self, sequences: list[str], layers: list[int]) -> list[torch.Tensor]:
-        batch = self.tokenizer(sequences, padding=True, return_tensors="pt").to(self.device)
+    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
         # Without the mask EsmcModel attends to padding (it does not infer it from the ids).
-        output = self.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            output_hidden_states=layers != [self.num_layers],
-        )
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
+        output = self.model(**inputs, output_hidden_states=layers != [self.num_layers])
         return transformers_layers(output, layers, self.num_layers)

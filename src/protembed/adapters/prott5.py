@@ -46,7 +46,7 @@ class ProtT5Adapter(Adapter):
     def prepare(self, sequence: str) -> str:
         return _RARE_RESIDUES.sub("X", clean_sequence(sequence, self.alphabet))
 
-    def hidden_states(self, sequences: list[str], layers: list[int]) -> list[torch.Tensor]:
+    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
         ids = [self.pieces.encode(" ".join(sequence)) + [self.eos] for sequence in sequences]
         for sequence, tokens in zip(sequences, ids, strict=True):
             if len(tokens) != len(sequence) + 1:
@@ -54,9 +54,8 @@ class ProtT5Adapter(Adapter):
         width = max(map(len, ids))
         input_ids = torch.tensor([t + [self.pad] * (width - len(t)) for t in ids])
         mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in ids])
-        output = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            output_hidden_states=layers != [self.num_layers],
-        )
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
+        output = self.model(**inputs, output_hidden_states=layers != [self.num_layers])
         return transformers_layers(output, layers, self.num_layers)

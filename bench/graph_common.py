@@ -1,0 +1,91 @@
+"""What the graph benchmarks share: a local Neo4j, synthetic proteins, peak memory of a step.
+
+The local server is the project's embedded Neo4j 5.26 Community. The tests start it with
+the JVM's quick C1 compiler only (fast start-up); the benchmarks re-enable the optimising
+compiler through _JAVA_OPTIONS (read after the command line), as a production server runs.
+"""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from protembed.fasta import read_proteins
+from protembed.local_neo4j import LocalNeo4j
+
+REPO = Path(__file__).resolve().parents[1]
+PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")
+SMALL_PROTEOME = REPO / "tests" / "data" / "synechocystis_every7th.fasta"
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def start_server(data_dir: Path, page_cache_mib: int = 1024) -> LocalNeo4j:
+    os.environ["_JAVA_OPTIONS"] = "-XX:TieredStopAtLevel=4 -Xmx2g"
+    try:
+        return LocalNeo4j(page_cache_mib=page_cache_mib).start(
+            data_dir, password=secrets.token_hex(12)
+        )
+    finally:
+        del os.environ["_JAVA_OPTIONS"]
+
+
+def synthetic_proteins(count: int, prefix: str = "SYN") -> list[dict]:
+    """`count` proteins made from the Synechocystis proteome, median length about 300.
+
+    Each proteome sequence is lengthened by 14 % (a copy of its start appended: the
+    proteome's median is 263) and, from the second pass over the proteome on, gets one
+    substitution per pass so that sequences stay distinct. Every 20th protein repeats the
+    sequence of the one before it, so that deduplication has something to do.
+    """
+    source = PROTEOME if PROTEOME.is_file() else SMALL_PROTEOME
+    base = [p["sequence"] for p in read_proteins(source)]
+    proteins = []
+    for i in range(count):
+        sequence = base[i % len(base)]
+        sequence = sequence + sequence[: len(sequence) * 37 // 263]
+        rounds = i // len(base)
+        if rounds:
+            position = (rounds * 7919) % len(sequence)
+            old = sequence[position]
+            new = AMINO_ACIDS[(AMINO_ACIDS.find(old) + rounds) % 20]
+            sequence = sequence[:position] + new + sequence[position + 1 :]
+        if i % 20 == 19:
+            sequence = proteins[-1]["sequence"]
+        proteins.append({"accession_id": f"{prefix}{i:08d}", "sequence": sequence})
+    return proteins
+
+
+def write_config(directory: Path, **graph_settings) -> Path:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["graph"].update(graph_settings)
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_measured(code: str, env: dict) -> tuple[dict, int]:
+    """Run Python `code` (whose last printed line is JSON) in a fresh interpreter; return
+    what it printed and its peak resident memory in bytes."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=out, stderr=err, env={**os.environ, **env}
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode:
+            raise RuntimeError(f"measured step failed:\n{err.read()[-3000:]}")
+        # ru_maxrss is in KiB on Linux.
+        return json.loads(out.read().strip().splitlines()[-1]), usage.ru_maxrss * 1024
+
+
+def store_files(data_dir: Path, database: str = "neo4j") -> dict[str, int]:
+    """Bytes of each of the database's store files (not its transaction logs)."""
+    store = data_dir / "data" / "databases" / database
+    return {f.name: f.stat().st_size for f in store.iterdir() if f.name.startswith("neostore")}

@@ -1,0 +1,227 @@
+"""Writing vectors into Neo4j: our load step against the seed's write path, 1,280 dimensions.
+
+The seed's path is PyEED's `embeddings/database.py`: batches of 16 proteins, each vector
+sent as a Python list, `UNWIND $updates AS update MATCH (p:Protein {accession_id:
+update.accession}) SET p.embedding = update.embedding` in a fresh session's
+`execute_write`. Ours is `steps.load` on an embeddings Parquet file, as the workflow runs it
+(provenance included, no vector index for either path).
+
+Speed: one server, both paths on distinct proteins in interleaved rounds after a warm-up;
+then a table of our transaction sizes and writer counts. Store growth: each path writes
+60,000 vectors on a fresh server holding the same proteins; the store files' bytes after a
+clean shutdown (which checkpoints; Community has no db.checkpoint()) minus those before.
+
+    .venv/bin/python bench/graph_write.py                    # 40,000 vectors per path
+    .venv/bin/python bench/graph_write.py --proteins 4000    # a quicker look at speed
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from graph_common import REPO, start_server, store_files, synthetic_proteins
+
+from protembed import __version__, graph, parquet_io, steps
+from protembed.cli import load_config
+
+PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
+MODEL = "facebook/esm2_t33_650M_UR50D"
+METADATA = {
+    "model": MODEL,
+    "revision": "08e4846e537177426273712802403f7ba8261b6c",
+    "family": "esm2",
+    "embedding": "mean_last",
+    "representation": "mean over residue positions only (<cls>, <eos> and padding excluded) "
+    "of layer 33 of 33 (the last block's output after the final layer norm "
+    "(emb_layer_norm_after))",
+    "precision": "float32",
+    "versions": {"protembed": __version__},
+}
+SEED_BATCH = 16
+WARM_UP = 8000  # vectors per path before timing
+# Store files grow in preallocated steps of up to 32 MiB: enough vectors that a step is
+# a few per cent of the growth.
+BYTES_PROTEINS = 60000
+
+
+def seed_write(driver, accessions: list[str], embeddings: np.ndarray) -> None:
+    """PyEED's update_protein_embeddings_in_db with DatabaseConnector.execute_write."""
+    updates = [
+        {"accession": acc, "embedding": emb.flatten().tolist()}
+        for acc, emb in zip(accessions, embeddings, strict=True)
+    ]
+    query = """
+    UNWIND $updates AS update
+    MATCH (p:Protein {accession_id: update.accession})
+    SET p.embedding = update.embedding
+    """
+    with driver.session() as session:
+        session.execute_write(lambda tx: [r.data() for r in tx.run(query, {"updates": updates})])
+
+
+def seed_load(driver, ids: list[str], vectors: np.ndarray) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(ids), SEED_BATCH):
+        seed_write(driver, ids[start : start + SEED_BATCH], vectors[start : start + SEED_BATCH])
+    return time.perf_counter() - started
+
+
+def embeddings_file(directory: Path, ids: list[str], vectors: np.ndarray) -> Path:
+    """The merge step's output for these proteins (one row group per 5,000, like shards)."""
+    dimension = vectors.shape[1]
+    path = directory / f"embeddings-{ids[0]}-{len(ids)}.parquet"
+    metadata = METADATA | {"dimension": dimension, "created": _now()}
+    with parquet_io.table_writer(path, parquet_io.embeddings_schema(dimension), metadata) as w:
+        for start in range(0, len(ids), 5000):
+            rows = slice(start, start + 5000)
+            count = len(ids[rows])
+            w.write_table(
+                pa.table(
+                    {
+                        "id": ids[rows],
+                        "model": [MODEL] * count,
+                        "sequence_sha256": [f"{i:064x}" for i in range(start, start + count)],
+                        "vector": parquet_io.vectors_array(vectors[rows]),
+                        "residues": [300] * count,
+                        "long_sequence_handling": ["whole"] * count,
+                    },
+                    schema=w.schema.remove_metadata(),
+                )
+            )
+    return path
+
+
+def our_load(config: dict, directory: Path, ids: list[str], vectors: np.ndarray) -> float:
+    """Seconds of the load step's writes (its receipt's write_seconds)."""
+    path = embeddings_file(directory, ids, vectors)
+    rejects = directory / "rejects.parquet"
+    parquet_io.write_table(pa.Table.from_pylist([], parquet_io.REJECTS_SCHEMA), rejects)
+    receipt = steps.load(config, str(path), str(rejects), str(directory / "receipt.json"))
+    assert receipt["written"] == len(ids), receipt
+    return receipt["write_seconds"]
+
+
+def our_config(**graph_settings) -> dict:
+    config = load_config(REPO / "config.yaml")
+    config["model"]["name"] = MODEL
+    config["graph"].update(create_vector_index=False, **graph_settings)
+    return config
+
+
+def create_proteins(driver, prefix: str, count: int) -> list[str]:
+    proteins = synthetic_proteins(count, prefix)
+    graph.add_proteins(driver, None, PROTEINS, proteins, batch_size=5000)
+    return [p["accession_id"] for p in proteins]
+
+
+def speed(work: Path, count: int, rounds: int, dimension: int) -> None:
+    server = start_server(work / "speed-neo4j")
+    os.environ.update(server.env())
+    rng = np.random.default_rng(0)
+    try:
+        with graph.connect(graph.Connection.from_env()) as driver:
+            graph.ensure_id_index(driver, None, PROTEINS)
+            seed_ids = create_proteins(driver, "SEED", count)
+            our_ids = create_proteins(driver, "OURS", count)
+            warm_ids = create_proteins(driver, "WARM", 2 * WARM_UP)
+            vectors = rng.standard_normal((count, dimension), dtype=np.float32)
+            # Warm-up: the server's JIT compiles each path's code during its first few
+            # thousand vectors (measured: ours ran at a fifth of its speed for ~2,000).
+            warm = rng.standard_normal((WARM_UP, dimension), dtype=np.float32)
+            seed_load(driver, warm_ids[:WARM_UP], warm)
+            our_load(our_config(), work, warm_ids[WARM_UP:], warm)
+            seconds = {"seed": 0.0, "ours": 0.0}
+            size = count // rounds
+            for r in range(rounds):
+                part = slice(r * size, (r + 1) * size)
+                order = ("seed", "ours") if r % 2 == 0 else ("ours", "seed")
+                took = {}
+                for path in order:
+                    if path == "seed":
+                        took[path] = seed_load(driver, seed_ids[part], vectors[part])
+                    else:
+                        took[path] = our_load(our_config(), work, our_ids[part], vectors[part])
+                    seconds[path] += took[path]
+                print(
+                    f"  round {r + 1}: seed {size / took['seed']:6,.0f} vectors/s, "
+                    f"ours {size / took['ours']:6,.0f} vectors/s",
+                    flush=True,
+                )
+            done = size * rounds
+            seed_rate, our_rate = done / seconds["seed"], done / seconds["ours"]
+            print(f"\nwrite speed, {done:,} vectors of {dimension} dimensions per path")
+            print(f"  seed's path (batches of {SEED_BATCH}) {seed_rate:8,.0f} vectors/s")
+            print(f"  ours (config.yaml's settings)    {our_rate:8,.0f} vectors/s")
+            print(f"  ratio ours / seed                {our_rate / seed_rate:8.2f}x")
+
+            print("\nour transaction size and writers (4,000 vectors each)")
+            print("  write_batch_size  writers  vectors/s")
+            tune = rng.standard_normal((4000, dimension), dtype=np.float32)
+            for batch in (250, 500, 1000, 2000):
+                for writers in (1, 2, 4):
+                    ids = create_proteins(driver, f"T{batch}W{writers}_", 4000)
+                    config = our_config(write_batch_size=batch, writers=writers)
+                    rate = 4000 / our_load(config, work, ids, tune)
+                    print(f"  {batch:16d}  {writers:7d}  {rate:9,.0f}")
+    finally:
+        server.stop()
+
+
+def store_growth(work: Path, count: int, dimension: int) -> None:
+    vectors = np.random.default_rng(1).standard_normal((count, dimension), dtype=np.float32)
+    growth = {}
+    for path in ("seed", "ours"):
+        data = work / f"bytes-{path}"
+        server = start_server(data)
+        os.environ.update(server.env())
+        with graph.connect(graph.Connection.from_env()) as driver:
+            graph.ensure_id_index(driver, None, PROTEINS)
+            ids = create_proteins(driver, "P", count)
+        server.stop()
+        before = store_files(data)
+        server = start_server(data)
+        os.environ.update(server.env())
+        with graph.connect(graph.Connection.from_env()) as driver:
+            if path == "seed":
+                seed_load(driver, ids, vectors)
+        if path == "ours":
+            our_load(our_config(), work, ids, vectors)
+        server.stop()
+        after = store_files(data)
+        growth[path] = {name: after[name] - before.get(name, 0) for name in after}
+    print(f"\nstore growth, {count:,} vectors of {dimension} dimensions, after checkpoint")
+    print(f"  {'bytes per vector':38s} {'seed':>9s} {'ours':>9s}")
+    for name in sorted(set(growth["seed"]) | set(growth["ours"])):
+        seed, ours = growth["seed"].get(name, 0), growth["ours"].get(name, 0)
+        if seed or ours:
+            print(f"  {name:38s} {seed / count:9,.1f} {ours / count:9,.1f}")
+    seed, ours = sum(growth["seed"].values()), sum(growth["ours"].values())
+    print(f"  {'all store files':38s} {seed / count:9,.1f} {ours / count:9,.1f}")
+    print(f"  ratio ours / seed {ours / seed:.3f}")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proteins", type=int, default=40000, help="vectors per path")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--dimension", type=int, default=1280)
+    args = parser.parse_args()
+    print(f"neo4j-rust-ext loaded: {graph.rust_extension_loaded()}")
+    with tempfile.TemporaryDirectory(prefix="protembed-bench-write-") as work:
+        speed(Path(work), args.proteins, args.rounds, args.dimension)
+        store_growth(Path(work), BYTES_PROTEINS, args.dimension)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The `protembed` command: questions to the graph once the workflow has filled it.
+
+    protembed neighbours P14835 -k 10 [--config config.yaml] [--property NAME]
+
+The connection comes from NEO4J_URI, NEO4J_USERNAME, NEO4J_PASSWORD and NEO4J_DATABASE;
+label, id property and vector property from the workflow's config file.
+"""
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import graph
+from .config import check_config
+from .errors import UserError
+from .names import identifier, vector_property
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_config(path: str | Path) -> dict:
+    """config.yaml checked against the workflow's schema, with its defaults filled in."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; pass --config PATH")
+    config = yaml.safe_load(path.read_text()) or {}
+    check_config(config, SCHEMA)
+    return _with_defaults(config, yaml.safe_load(SCHEMA.read_text()))
+
+
+def _with_defaults(config: dict, schema: dict) -> dict:
+    for key, spec in schema.get("properties", {}).items():
+        if key not in config and "default" in spec:
+            config[key] = copy.deepcopy(spec["default"])
+        if isinstance(config.get(key), dict):
+            _with_defaults(config[key], spec)
+    return config
+
+
+def neighbours(args: argparse.Namespace) -> None:
+    config = load_config(args.config)
+    g = config["graph"]
+    protein_graph = graph.ProteinGraph(g["label"], g["id_property"], g["sequence_property"])
+    prop = identifier(args.property, "--property") if args.property else vector_property(config)
+    connection = graph.Connection.from_env()
+    with graph.connect(connection) as driver:
+        found = graph.nearest_neighbours(
+            driver, connection.database, protein_graph, prop, args.accession, args.k
+        )
+    if not found:
+        raise UserError(
+            f"{g['label']} {args.accession!r} has no {prop} vector (is the id right, and has "
+            "the workflow embedded it with this model?)"
+        )
+    for protein_id, score in found:
+        print(f"{protein_id}\t{score:.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="protembed", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    near = commands.add_parser(
+        "neighbours",
+        help="the k proteins most similar to one protein, by the model's vector index",
+        description="Print the k nearest proteins (id and cosine score, best first).",
+    )
+    near.add_argument("accession", help="id of the query protein (graph.id_property)")
+    near.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    near.add_argument(
+        "--config", default="config.yaml", help="the workflow's config (default config.yaml)"
+    )
+    near.add_argument(
+        "--property",
+        help="vector property to search (default: the one config's model writes)",
+    )
+    near.set_defaults(run=neighbours)
+    args = parser.parse_args(argv)
+    if getattr(args, "k", 1) < 1:
+        parser.error("-k must be at least 1")
+    try:
+        args.run(args)
+    except UserError as error:
+        print(f"protembed: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
