@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -68,21 +67,32 @@ def write_config(directory: Path, **graph_settings) -> Path:
     return path
 
 
+# Printed by the measured interpreter when it is done. Not the kernel's ru_maxrss of the
+# child: that counts the moment between fork and exec, when the child is a copy of this
+# (large) benchmark process. VmHWM is the peak of the program's own address space.
+PEAK_RSS = """
+import atexit, re
+def _peak():
+    status = open("/proc/self/status").read()
+    print("PEAK_RSS_KIB", re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
+atexit.register(_peak)
+"""
+
+
 def run_measured(code: str, env: dict) -> tuple[dict, int]:
-    """Run Python `code` (whose last printed line is JSON) in a fresh interpreter; return
-    what it printed and its peak resident memory in bytes."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=out, stderr=err, env={**os.environ, **env}
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if process.returncode:
-            raise RuntimeError(f"measured step failed:\n{err.read()[-3000:]}")
-        # ru_maxrss is in KiB on Linux.
-        return json.loads(out.read().strip().splitlines()[-1]), usage.ru_maxrss * 1024
+    """Run Python `code` (which prints one JSON line) in a fresh interpreter; return what
+    it printed and its peak resident memory in bytes."""
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS + code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    if result.returncode:
+        raise RuntimeError(f"measured step failed:\n{result.stderr[-3000:]}")
+    lines = result.stdout.strip().splitlines()
+    peak_kib = int(lines[-1].split()[1])
+    return json.loads(lines[-2]), peak_kib * 1024
 
 
 def store_files(data_dir: Path, database: str = "neo4j") -> dict[str, int]:

@@ -6,8 +6,10 @@ update.accession}) SET p.embedding = update.embedding` in a fresh session's
 `execute_write`. Ours is `steps.load` on an embeddings Parquet file, as the workflow runs it
 (provenance included, no vector index for either path).
 
-Speed: one server, both paths on distinct proteins in interleaved rounds after a warm-up;
-then a table of our transaction sizes and writer counts. Store growth: each path writes
+Speed: one server, each path on its own proteins in interleaved rounds after a warm-up,
+with wall time and the CPU time of this process and of the server per vector; a third
+path, ours without the run-level provenance properties, shows what they cost. Then a
+table of our transaction sizes and writer counts. Store growth: each path writes
 60,000 vectors on a fresh server holding the same proteins; the store files' bytes after a
 clean shutdown (which checkpoints; Community has no db.checkpoint()) minus those before.
 
@@ -21,9 +23,11 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 from graph_common import REPO, start_server, store_files, synthetic_proteins
 
@@ -97,14 +101,40 @@ def embeddings_file(directory: Path, ids: list[str], vectors: np.ndarray) -> Pat
     return path
 
 
-def our_load(config: dict, directory: Path, ids: list[str], vectors: np.ndarray) -> float:
-    """Seconds of the load step's writes (its receipt's write_seconds)."""
+def our_file(directory: Path, ids: list[str], vectors: np.ndarray) -> tuple[str, str]:
+    """An embeddings file and an empty rejects file for these proteins, as merge leaves them."""
     path = embeddings_file(directory, ids, vectors)
     rejects = directory / "rejects.parquet"
     parquet_io.write_table(pa.Table.from_pylist([], parquet_io.REJECTS_SCHEMA), rejects)
-    receipt = steps.load(config, str(path), str(rejects), str(directory / "receipt.json"))
+    return str(path), str(rejects)
+
+
+def our_load(config: dict, directory: Path, ids: list[str], vectors: np.ndarray) -> float:
+    """Seconds of the load step's writes (its receipt's write_seconds)."""
+    path, rejects = our_file(directory, ids, vectors)
+    receipt = steps.load(config, path, rejects, str(directory / "receipt.json"))
     assert receipt["written"] == len(ids), receipt
     return receipt["write_seconds"]
+
+
+class Meter:
+    """Wall seconds, and CPU seconds of this process and of the server, per path."""
+
+    def __init__(self, server_pid: int):
+        self.server = psutil.Process(server_pid)
+        self.totals: dict[str, np.ndarray] = {}
+
+    @contextmanager
+    def measure(self, path: str):
+        start = self._now()
+        yield
+        took = self._now() - start
+        self.totals[path] = self.totals.get(path, 0) + took
+        self.last = took
+
+    def _now(self) -> np.ndarray:
+        server = self.server.cpu_times()
+        return np.array([time.perf_counter(), time.process_time(), server.user + server.system])
 
 
 def our_config(**graph_settings) -> dict:
@@ -120,15 +150,22 @@ def create_proteins(driver, prefix: str, count: int) -> list[str]:
     return [p["accession_id"] for p in proteins]
 
 
+PATHS = {
+    "seed": f"seed's path (batches of {SEED_BATCH})",
+    "ours": "ours (steps.load, config.yaml)",
+    "bare": "ours without run provenance",
+}
+
+
 def speed(work: Path, count: int, rounds: int, dimension: int) -> None:
     server = start_server(work / "speed-neo4j")
     os.environ.update(server.env())
     rng = np.random.default_rng(0)
+    meter = Meter(server.pid)
     try:
         with graph.connect(graph.Connection.from_env()) as driver:
             graph.ensure_id_index(driver, None, PROTEINS)
-            seed_ids = create_proteins(driver, "SEED", count)
-            our_ids = create_proteins(driver, "OURS", count)
+            ids = {path: create_proteins(driver, path.upper(), count) for path in PATHS}
             warm_ids = create_proteins(driver, "WARM", 2 * WARM_UP)
             vectors = rng.standard_normal((count, dimension), dtype=np.float32)
             # Warm-up: the server's JIT compiles each path's code during its first few
@@ -136,38 +173,48 @@ def speed(work: Path, count: int, rounds: int, dimension: int) -> None:
             warm = rng.standard_normal((WARM_UP, dimension), dtype=np.float32)
             seed_load(driver, warm_ids[:WARM_UP], warm)
             our_load(our_config(), work, warm_ids[WARM_UP:], warm)
-            seconds = {"seed": 0.0, "ours": 0.0}
             size = count // rounds
             for r in range(rounds):
                 part = slice(r * size, (r + 1) * size)
-                order = ("seed", "ours") if r % 2 == 0 else ("ours", "seed")
-                took = {}
-                for path in order:
-                    if path == "seed":
-                        took[path] = seed_load(driver, seed_ids[part], vectors[part])
-                    else:
-                        took[path] = our_load(our_config(), work, our_ids[part], vectors[part])
-                    seconds[path] += took[path]
+                files = {p: our_file(work, ids[p][part], vectors[part]) for p in ("ours", "bare")}
+                rate = {}
+                for path in [*PATHS][r % 3 :] + [*PATHS][: r % 3]:  # each path first in turn
+                    with meter.measure(path):
+                        if path == "seed":
+                            seed_load(driver, ids[path][part], vectors[part])
+                        elif path == "ours":
+                            steps.load(our_config(), *files[path], str(work / "receipt.json"))
+                        else:
+                            batches = steps._vector_batches(files[path][0], 500)
+                            graph.write_vectors(
+                                driver, None, PROTEINS, "embedding_bare", batches, {}
+                            )
+                    rate[path] = size / meter.last[0]
                 print(
-                    f"  round {r + 1}: seed {size / took['seed']:6,.0f} vectors/s, "
-                    f"ours {size / took['ours']:6,.0f} vectors/s",
+                    f"  round {r + 1}: "
+                    + ", ".join(f"{path} {rate[path]:6,.0f}" for path in PATHS)
+                    + " vectors/s",
                     flush=True,
                 )
             done = size * rounds
-            seed_rate, our_rate = done / seconds["seed"], done / seconds["ours"]
             print(f"\nwrite speed, {done:,} vectors of {dimension} dimensions per path")
-            print(f"  seed's path (batches of {SEED_BATCH}) {seed_rate:8,.0f} vectors/s")
-            print(f"  ours (config.yaml's settings)    {our_rate:8,.0f} vectors/s")
-            print(f"  ratio ours / seed                {our_rate / seed_rate:8.2f}x")
+            print(f"  {'':32s} {'vectors/s':>9s}  {'vs seed':>7s}  CPU ms/vector: client server")
+            seed_rate = done / meter.totals["seed"][0]
+            for path, label in PATHS.items():
+                wall, client, server_cpu = meter.totals[path]
+                print(
+                    f"  {label:32s} {done / wall:9,.0f}  {done / wall / seed_rate:6.2f}x"
+                    f"  {1000 * client / done:20.3f} {1000 * server_cpu / done:6.3f}"
+                )
 
             print("\nour transaction size and writers (4,000 vectors each)")
             print("  write_batch_size  writers  vectors/s")
             tune = rng.standard_normal((4000, dimension), dtype=np.float32)
             for batch in (250, 500, 1000, 2000):
                 for writers in (1, 2, 4):
-                    ids = create_proteins(driver, f"T{batch}W{writers}_", 4000)
+                    tune_ids = create_proteins(driver, f"T{batch}W{writers}_", 4000)
                     config = our_config(write_batch_size=batch, writers=writers)
-                    rate = 4000 / our_load(config, work, ids, tune)
+                    rate = 4000 / our_load(config, work, tune_ids, tune)
                     print(f"  {batch:16d}  {writers:7d}  {rate:9,.0f}")
     finally:
         server.stop()
