@@ -115,7 +115,7 @@ class Adapter(ABC):
                 try:
                     model.set_attn_implementation("flash_attention_2")
                     self.attention = "flash_attention_2"
-                except (ImportError, ValueError) as error:
+                except (ImportError, ValueError, RuntimeError) as error:
                     log.warning(
                         "flash-attn is installed but not usable here (%s); attention stays %s",
                         error,
