@@ -185,9 +185,18 @@ def speed(work: Path, count: int, rounds: int, dimension: int) -> None:
                         elif path == "ours":
                             steps.load(our_config(), *files[path], str(work / "receipt.json"))
                         else:
-                            batches = steps._vector_batches(files[path][0], 500)
+                            settings = our_config()["graph"]
+                            batches = steps._vector_batches(
+                                files[path][0], settings["write_batch_size"]
+                            )
                             graph.write_vectors(
-                                driver, None, PROTEINS, "embedding_bare", batches, {}
+                                driver,
+                                None,
+                                PROTEINS,
+                                "embedding_bare",
+                                batches,
+                                {},
+                                writers=settings["writers"],
                             )
                     rate[path] = size / meter.last[0]
                 print(

@@ -5,7 +5,6 @@ defaults) and explicit file paths, and writes its outputs atomically.
 """
 
 import contextlib
-import ctypes
 import datetime
 import hashlib
 import importlib.metadata
@@ -487,7 +486,6 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
     total = parquet_io.count_rows(embeddings_path)
     written = rejected = 0
     index = None
-    _release_large_buffers()
     connection = graph.Connection.from_env()
     with graph.connect(connection) as driver:
         native = graph.stores_native_vectors(driver, connection.database)
@@ -540,17 +538,6 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
     parquet_io.write_json(receipt, receipt_path)
     log.info("loaded: %s", receipt)
     return receipt
-
-
-def _release_large_buffers() -> None:
-    """Give every buffer of 1 MiB or more back to the OS when freed (glibc only).
-
-    glibc raises its mmap threshold after large frees, so the load's per-batch buffers
-    (vectors, Bolt messages: ~10 MiB each) then come from the heap and fragment it: peak
-    memory crept with the number of batches (measured: 1.8x from 10,000 to 100,000).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
 
 
 def _vector_batches(path: str, batch_size: int) -> Iterator[graph.VectorBatch]:
