@@ -24,7 +24,9 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
   echo "bootstrap: creating .venv with $python"
   "$python" -m venv .venv
   .venv/bin/python -m pip install --quiet uv==0.13.8
-  .venv/bin/uv pip sync --quiet --python .venv/bin/python requirements.lock
+  # Compiled bytecode up front: every Snakemake job is a fresh interpreter importing torch
+  # and transformers, and where PYTHONDONTWRITEBYTECODE is set each would compile them anew.
+  .venv/bin/uv pip sync --quiet --compile-bytecode --python .venv/bin/python requirements.lock
   .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps --editable .
   touch "$stamp"
 fi

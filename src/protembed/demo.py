@@ -7,10 +7,12 @@ end to end, prints a short summary with a nearest-neighbour query, stops Neo4j.
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import yaml
@@ -25,12 +27,30 @@ PROTEINS = REPO_ROOT / "tests" / "data" / "synechocystis_every7th.fasta"
 RUN_DIR = REPO_ROOT / "results" / "demo"
 
 
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """One quick connection attempt: without it an unreachable hub costs half a minute of
+    the hub client's retries, in the demo and again in every job."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urllib.parse.urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
 def resolve_model(name: str) -> tuple[str, bool]:
-    """The hub model if it can be fetched, else the same architecture with random weights."""
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "5")
+    """The hub model if it can be fetched (or is cached), else the same architecture with
+    random weights."""
+    from huggingface_hub import constants
     from transformers import AutoConfig
 
+    if not hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the workflow's jobs inherit it
+        constants.HF_HUB_OFFLINE = True  # this process read the environment at import
     try:
         AutoConfig.from_pretrained(name)
         return name, False
