@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from protembed import graph
+from protembed.errors import UserError
 
 PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 
@@ -99,6 +100,21 @@ def test_a_changed_sequence_hash_rewrites_and_a_rejection_removes_the_vector(dat
         "embedding_m_sequence_sha256": "s3",
         "embedding_m_rejected": "bad",
     }
+
+
+@pytest.mark.parametrize("key", graph.SPACE_PROVENANCE)
+def test_a_property_never_mixes_vectors_from_different_spaces(database, key):
+    graph.add_proteins(database, None, PROTEINS, [{"accession_id": "A", "sequence": "M"}])
+    graph.check_same_space(database, None, PROTEINS, "embedding_m", PROVENANCE)  # empty: fine
+    vectors = np.ones((1, 3), dtype=np.float32)
+    stored = [batch(["A"], vectors, ["s"])]
+    graph.write_vectors(database, None, PROTEINS, "embedding_m", stored, PROVENANCE)
+    # Precision, path and pipeline version may change within one space.
+    same_space = {"precision": "bfloat16", "model": "/elsewhere/m", "pipeline": "protembed 9"}
+    graph.check_same_space(database, None, PROTEINS, "embedding_m", PROVENANCE | same_space)
+    other = PROVENANCE | {key: 4 if key == "dimension" else "other"}
+    with pytest.raises(UserError, match=rf"Protein.embedding_m .*e\.g\. A: {key} "):
+        graph.check_same_space(database, None, PROTEINS, "embedding_m", other)
 
 
 def test_native_vector_type_is_not_detected_on_community_5_26(database):

@@ -4,6 +4,7 @@ nodes it should, duplicates share one computation, provenance is complete and ri
 
 import datetime
 import hashlib
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,6 +12,7 @@ import pytest
 
 from protembed import __version__, graph, steps
 from protembed.cli import load_config
+from protembed.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
@@ -155,3 +157,42 @@ def test_incremental_runs_touch_exactly_the_nodes_they_should(tmp_path, database
         assert protein_id == broken or len(props["embedding_kmer_1"]) == 20
     indexes = {r["name"] for r in database.execute_query("SHOW VECTOR INDEXES YIELD name").records}
     assert indexes == {"Protein_embedding_kmer_2", "Protein_embedding_kmer_1"}
+
+    # Another model's vectors into the first one's property: refused before any embedding.
+    mixed = kmer_config("kmer-1")
+    mixed["model"]["property"] = KMER2
+    with pytest.raises(UserError, match=f"Protein.{KMER2} already holds .*model 'kmer-2' there"):
+        run_steps(mixed, tmp_path / "run5")
+    assert nodes(database) == final
+    assert not (tmp_path / "run5" / "embed").exists()
+
+
+def test_new_weights_under_an_old_property_are_refused(tmp_path, database, proteins, tiny_esm2):
+    model = tmp_path / "esm2_tiny"
+    shutil.copytree(tiny_esm2, model)
+    config = kmer_config(str(model))
+    manifest, receipt = run_steps(config, tmp_path / "run1")
+    assert receipt["written"] == len(proteins)
+    stored = nodes(database)
+    # Fine-tuned in place: same directory, same name, other weights. Without the check
+    # every protein would look up to date and the run would change nothing.
+    weights = next(model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
+    with pytest.raises(UserError, match="already holds .*model_revision '[0-9a-f]{40}' there"):
+        run_steps(config, tmp_path / "run2")
+    assert nodes(database) == stored
+
+
+def test_model_revision_names_the_weights(tmp_path, tiny_esm2):
+    # A hub cache snapshot is named by its commit: the same revision as loading by name.
+    commit = "4f3e2b1a" * 5
+    snapshot = tmp_path / "models--facebook--esm2_t6_8M_UR50D" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    assert steps.model_revision(str(snapshot)) == commit
+    # A plain directory: a digest of its files, which changes when the weights do.
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_esm2, copy)
+    assert steps.model_revision(str(copy)) == steps.model_revision(str(tiny_esm2))
+    weights = next(copy.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
+    assert steps.model_revision(str(copy)) != steps.model_revision(str(tiny_esm2))

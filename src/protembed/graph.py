@@ -75,6 +75,11 @@ RUN_PROVENANCE = (
 )
 
 
+# What makes two vectors comparable: the same weights, tokens, layers and size. One
+# property (and its index) holds one such space; precision and time may vary within it.
+SPACE_PROVENANCE = ("model_revision", "embedding", "pooling", "dimension")
+
+
 def provenance_property(vector_property: str, suffix: str) -> str:
     return identifier(f"{vector_property}_{suffix}", "provenance property")
 
@@ -318,6 +323,47 @@ def write_vectors(
             pending.add(pool.submit(write, batch))
         written += sum(future.result() for future in pending)
     return written
+
+
+def stored_space(
+    driver: neo4j.Driver, database: str | None, graph: ProteinGraph, vector_property: str
+) -> tuple[str, dict] | None:
+    """One stored vector's protein id and its model and SPACE_PROVENANCE, or None when the
+    property holds no vector. Every load passes check_same_space, so one stands for all."""
+    prop = identifier(vector_property, "model.property")
+    fields = ", ".join(
+        f"{k}: p.{provenance_property(prop, k)}" for k in ("model", *SPACE_PROVENANCE)
+    )
+    records, _, _ = driver.execute_query(
+        f"MATCH (p:{graph.label}) WHERE p.{prop} IS NOT NULL "
+        f"RETURN p.{graph.id_property} AS id, {{{fields}}} AS space LIMIT 1",
+        database_=database,
+        routing_=neo4j.RoutingControl.READ,
+    )
+    return (records[0]["id"], records[0]["space"]) if records else None
+
+
+def check_same_space(
+    driver: neo4j.Driver,
+    database: str | None,
+    graph: ProteinGraph,
+    vector_property: str,
+    provenance: dict,
+    keys: Iterable[str] = SPACE_PROVENANCE,
+) -> None:
+    """Refuse vectors that would not be comparable with those the property holds."""
+    stored = stored_space(driver, database, graph, vector_property)
+    if stored is None:
+        return
+    protein_id, space = stored
+    differs = [k for k in keys if space[k] != provenance[k]]
+    if differs:
+        details = "; ".join(f"{k} {space[k]!r} there, {provenance[k]!r} now" for k in differs)
+        raise UserError(
+            f"{graph.label}.{vector_property} already holds vectors that this run's would not "
+            f"be comparable with (e.g. {protein_id}: {details}); nothing was written. Set "
+            "model.property to a new name, or remove the old vectors first"
+        )
 
 
 def write_rejections(

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from . import __version__, graph, parquet_io
 from .errors import RejectedSequence, UserError
-from .names import vector_property
+from .names import embedding_kind, vector_property
 from .sequences import sequence_sha256, shard_of
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
         _ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill,
     ):
         graph.ensure_id_index(driver, database, protein)
+        # Before any embedding: with new weights under an old property, every protein
+        # would look up to date and the run would silently change nothing.
+        graph.check_same_space(driver, database, protein, prop, *_expected_space(config))
         for element_id in graph.unaddressable_proteins(driver, database, protein):
             rejects.append(
                 {
@@ -339,6 +342,20 @@ def _run_throughput(shard_metadata: list[dict]) -> dict:
     }
 
 
+def _expected_space(config: dict) -> tuple[dict, list[str]]:
+    """What the export can tell about the run's vectors before a model is loaded, and which
+    of it to compare: the weights' revision where it is known here (a local directory, a
+    hub model in the cache), otherwise the model's name."""
+    model = config["model"]
+    expected = {
+        "model": model["name"],
+        "model_revision": model_revision(model["name"]),
+        "embedding": embedding_kind(model["embedding"]),
+    }
+    known = "model_revision" if expected["model_revision"] != "unknown" else "model"
+    return expected, ["embedding", known]
+
+
 def _rejects(row: dict, reason: str) -> list[dict]:
     return [
         {"id": i, "sequence_sha256": row["sequence_sha256"], "reason": reason} for i in row["ids"]
@@ -381,22 +398,30 @@ def _embedding_metadata(config: dict, adapter, kind) -> dict:
 def model_revision(name: str, adapter=None) -> str:
     """Which weights made the vectors: the hub commit they were loaded from, or for a local
     directory 40 hex digits of a SHA-256 over its JSON files (config, weight index) and each
-    weight file's name, size and first MiB (hashing whole weights would cost every job
-    minutes)."""
+    weight file's name, size, first and last MiB (hashing whole weights would cost every
+    job minutes)."""
     if getattr(adapter, "revision", None):
         return adapter.revision
     directory = Path(name)
+    if directory.parent.name == "snapshots" and directory.parent.parent.name.startswith("models--"):
+        return directory.name  # a hub cache snapshot, named by its commit: same as by name
     if directory.is_dir():
         digest = hashlib.sha256()
         for path in sorted(directory.iterdir()):
             if path.suffix == ".json":
                 digest.update(path.name.encode() + path.read_bytes())
             elif path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
+                size = path.stat().st_size
                 with path.open("rb") as weights:
                     head = weights.read(1 << 20)
-                digest.update(f"{path.name}:{path.stat().st_size}:".encode() + head)
+                    weights.seek(max(size - (1 << 20), 0))
+                    tail = weights.read()
+                digest.update(f"{path.name}:{size}:".encode() + head + tail)
         return digest.hexdigest()[:40]
-    from huggingface_hub.constants import HF_HUB_CACHE
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:  # the graph-only environment: the export then compares names
+        return "unknown"
 
     # What from_pretrained resolved `main` to, as the hub cache records it.
     ref = Path(HF_HUB_CACHE) / f"models--{name.replace('/', '--')}" / "refs" / "main"
@@ -491,13 +516,15 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         native = graph.stores_native_vectors(driver, connection.database)
         started = time.monotonic()
         if total:
+            provenance = _provenance(metadata)
+            graph.check_same_space(driver, connection.database, protein, prop, provenance)
             written = graph.write_vectors(
                 driver,
                 connection.database,
                 protein,
                 prop,
                 _vector_batches(embeddings_path, batch_size),
-                _provenance(metadata),
+                provenance,
                 writers=settings["writers"],
                 native=native,
             )
