@@ -147,8 +147,18 @@ def cast_keeping_rotary_float32(model: torch.nn.Module, dtype: torch.dtype) -> N
         setattr(model.get_submodule(owner), attribute, buffer)
 
 
-def transformers_layers(output, layers: list[int], num_layers: int) -> list[torch.Tensor]:
-    """The layers from a transformers model output, whose hidden_states follow our numbering."""
-    if layers == [num_layers]:
-        return [output.last_hidden_state]
-    return [output.hidden_states[i] for i in layers]
+class TransformersAdapter(Adapter):
+    """A transformers encoder whose hidden_states follow our layer numbering (ESM-2, ESM-C,
+    ProtT5), with a tokenizer that pads a batch (ProtT5 brings its own encode)."""
+
+    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
+        # Always pass the mask: these models do not infer padding from the ids, so without
+        # it padding would leak into every shorter sequence's vectors.
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
+        output = self.model(**inputs, output_hidden_states=layers != [self.num_layers])
+        if layers == [self.num_layers]:
+            return [output.last_hidden_state]
+        return [output.hidden_states[i] for i in layers]

@@ -3,10 +3,10 @@
 import torch
 from transformers import AutoTokenizer, EsmModel
 
-from .base import Adapter, transformers_layers
+from .base import TransformersAdapter
 
 
-class Esm2Adapter(Adapter):
+class Esm2Adapter(TransformersAdapter):
     family = "esm2"
     implementation = "transformers"
     final_norm = "the final layer norm (emb_layer_norm_after)"
@@ -22,12 +22,3 @@ class Esm2Adapter(Adapter):
         self.num_layers = self.model.config.num_hidden_layers
         # ESM-2 was trained on crops of 1,022 residues plus <cls> and <eos>.
         self.max_residues = min(1022, self.model.config.max_position_embeddings - 2)
-
-    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
-        # EsmModel assumes an all-ones mask when none is given, so padding would leak in.
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-
-    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
-        output = self.model(**inputs, output_hidden_states=layers != [self.num_layers])
-        return transformers_layers(output, layers, self.num_layers)

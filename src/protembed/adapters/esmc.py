@@ -16,7 +16,7 @@ except ImportError:
 
     IMPLEMENTATION = "esm"
 
-from .base import Adapter, transformers_layers
+from .base import TransformersAdapter
 
 # The esm package's short names for the published checkpoints.
 HUB_NAMES = {
@@ -26,7 +26,7 @@ HUB_NAMES = {
 }
 
 
-class EsmcAdapter(Adapter):
+class EsmcAdapter(TransformersAdapter):
     family = "esmc"
     final_norm = "the final layer norm (norm)"
     half_precision = torch.bfloat16
@@ -48,12 +48,3 @@ class EsmcAdapter(Adapter):
         self.num_layers = config.num_hidden_layers
         # ESM-C was trained on contexts of 2,048 tokens: 2,046 residues plus <cls> and <eos>.
         self.max_residues = min(2046, getattr(config, "max_position_embeddings", 2048) - 2)
-
-    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
-        # Without the mask EsmcModel attends to padding (it does not infer it from the ids).
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-
-    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
-        output = self.model(**inputs, output_hidden_states=layers != [self.num_layers])
-        return transformers_layers(output, layers, self.num_layers)

@@ -12,13 +12,13 @@ from transformers import T5EncoderModel
 from transformers.utils import cached_file
 
 from ..sequences import clean_sequence
-from .base import Adapter, transformers_layers
+from .base import TransformersAdapter
 
 # ProtT5 was trained with the rare residues U, Z, O and B replaced by X.
 _RARE_RESIDUES = re.compile(r"[UZOB]")
 
 
-class ProtT5Adapter(Adapter):
+class ProtT5Adapter(TransformersAdapter):
     family = "prot_t5"
     implementation = "transformers"
     special_tokens = 1
@@ -55,7 +55,3 @@ class ProtT5Adapter(Adapter):
         input_ids = torch.tensor([t + [self.pad] * (width - len(t)) for t in ids])
         mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in ids])
         return {"input_ids": input_ids, "attention_mask": mask}
-
-    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
-        output = self.model(**inputs, output_hidden_states=layers != [self.num_layers])
-        return transformers_layers(output, layers, self.num_layers)
