@@ -106,7 +106,7 @@ def test_incremental_runs_touch_exactly_the_nodes_they_should(tmp_path, database
         assert len(props[KMER2]) == 400
         assert props[f"{KMER2}_sequence_sha256"] == hashlib.sha256(sequence.encode()).hexdigest()
         assert props[f"{KMER2}_model"] == "kmer-2"
-        assert props[f"{KMER2}_model_revision"] == f"protembed {__version__}"
+        assert props[f"{KMER2}_model_revision"] == "kmer-counting-1"
         assert props[f"{KMER2}_embedding"] == "mean_last"
         assert "2-mer" in props[f"{KMER2}_pooling"]
         assert props[f"{KMER2}_dimension"] == 400
@@ -167,6 +167,33 @@ def test_incremental_runs_touch_exactly_the_nodes_they_should(tmp_path, database
     assert not (tmp_path / "run5" / "embed").exists()
 
 
+def test_the_load_refuses_vectors_from_another_space(tmp_path, database, proteins):
+    # What the export cannot see, the load still catches: here a kmer-1 dataset made for
+    # its own property, then loaded as if it were kmer-2's.
+    run_steps(kmer_config(), tmp_path / "kmer2")
+    stored = nodes(database)
+    graph.add_proteins(database, None, PROTEINS, [{"accession_id": "NEW", "sequence": "MKTAYW"}])
+    config = kmer_config("kmer-1")
+    directory = tmp_path / "kmer1"
+    shards = [directory / "export" / f"shard-{i}.parquet" for i in range(config["shards"])]
+    steps.export(config, directory / "export" / "manifest.json", shards)
+    for i, shard in enumerate(shards):
+        embedded = directory / "embed" / f"shard-{i}"
+        steps.embed(config, str(shard), f"{embedded}.parquet", f"{embedded}.rejects.parquet")
+    outputs = [directory / name for name in ("e.parquet", "r.parquet", "summary.json")]
+    steps.merge(
+        config,
+        directory / "export" / "manifest.json",
+        sorted((directory / "embed").glob("shard-?.parquet")),
+        sorted((directory / "embed").glob("shard-?.rejects.parquet")),
+        *outputs,
+    )
+    config["model"]["property"] = KMER2
+    with pytest.raises(UserError, match=f"{KMER2} already holds .*pooling .*dimension 400 there"):
+        steps.load(config, outputs[0], outputs[1], directory / "receipt.json")
+    assert {i: p for i, p in nodes(database).items() if i != "NEW"} == stored
+
+
 def test_new_weights_under_an_old_property_are_refused(tmp_path, database, proteins, tiny_esm2):
     model = tmp_path / "esm2_tiny"
     shutil.copytree(tiny_esm2, model)
@@ -189,10 +216,17 @@ def test_model_revision_names_the_weights(tmp_path, tiny_esm2):
     snapshot = tmp_path / "models--facebook--esm2_t6_8M_UR50D" / "snapshots" / commit
     snapshot.mkdir(parents=True)
     assert steps.model_revision(str(snapshot)) == commit
-    # A plain directory: a digest of its files, which changes when the weights do.
+    # A plain directory: a digest of its files, which changes when the weights do, at the
+    # start or the end of a file larger than the two MiB read of it.
     copy = tmp_path / "copy"
     shutil.copytree(tiny_esm2, copy)
     assert steps.model_revision(str(copy)) == steps.model_revision(str(tiny_esm2))
-    weights = next(copy.glob("*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
-    assert steps.model_revision(str(copy)) != steps.model_revision(str(tiny_esm2))
+    weights = copy / "model-00002-of-00002.safetensors"
+    weights.write_bytes(bytes(3 << 20))
+    revisions = {steps.model_revision(str(copy))}
+    for offset in (0, (3 << 20) - 1):
+        changed = bytearray(bytes(3 << 20))
+        changed[offset] = 1
+        weights.write_bytes(changed)
+        revisions.add(steps.model_revision(str(copy)))
+    assert len(revisions) == 3 and steps.model_revision(str(tiny_esm2)) not in revisions

@@ -15,7 +15,6 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from .. import __version__
 from ..errors import RejectedSequence, UserError
 from .base import Adapter
 
@@ -35,8 +34,9 @@ class KmerAdapter(Adapter):
         "the mean is the k-mer frequency vector)"
     )
     final_norm = "no norm (k-mer counts have no layers)"
-    # No weights: the algorithm's version is the pipeline's.
-    revision: ClassVar[str] = f"protembed {__version__}"
+    # No weights: the revision names the counting rules, and changes only when they do (a
+    # new protembed release must not make earlier k-mer vectors look incomparable).
+    revision: ClassVar[str] = "kmer-counting-1"
 
     def __init__(self, name: str, device: torch.device):
         match = _NAME.search(name.lower())
