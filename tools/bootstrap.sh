@@ -19,7 +19,8 @@ find_python() {
 }
 
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+   || [ tools/bootstrap.sh -nt "$stamp" ]; then
   python=$(find_python)
   echo "bootstrap: creating .venv with $python"
   "$python" -m venv .venv

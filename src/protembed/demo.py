@@ -34,9 +34,12 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
 
     if constants.HF_HUB_OFFLINE:
         return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # only the hub client knows how to go through the proxy
     url = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = url.port or (80 if url.scheme == "http" else 443)
     try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
     except OSError:
         return False
     return True
