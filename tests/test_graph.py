@@ -83,9 +83,8 @@ def test_a_changed_sequence_hash_rewrites_and_a_rejection_removes_the_vector(dat
     assert graph.write_vectors(database, None, PROTEINS, "embedding_m", first, PROVENANCE) == 2
     second = [batch(["A", "B"], vectors * 2, ["s1", "s2"])]
     assert graph.write_vectors(database, None, PROTEINS, "embedding_m", second, PROVENANCE) == 1
-    rejected = graph.write_rejections(
-        database, None, PROTEINS, "embedding_m", [{"id": "A", "sha256": "s3", "reason": "bad"}]
-    )
+    rows = [{"id": "A", "sha256": "s3", "reason": "bad"}]
+    rejected = graph.write_rejections(database, None, PROTEINS, "embedding_m", rows, PROVENANCE)
     assert rejected == 1
     props = {
         r["id"]: r["props"]
@@ -99,6 +98,9 @@ def test_a_changed_sequence_hash_rewrites_and_a_rejection_removes_the_vector(dat
         "sequence": "M",
         "embedding_m_sequence_sha256": "s3",
         "embedding_m_rejected": "bad",
+        "embedding_m_model": "m",  # which model's rules rejected it
+        "embedding_m_model_revision": "r1",
+        "embedding_m_embedding": "mean_last",
     }
 
 
@@ -114,6 +116,16 @@ def test_a_property_never_mixes_vectors_from_different_spaces(database, key):
     graph.check_same_space(database, None, PROTEINS, "embedding_m", PROVENANCE | same_space)
     other = PROVENANCE | {key: 4 if key == "dimension" else "other"}
     with pytest.raises(UserError, match=rf"Protein.embedding_m .*e\.g\. A: {key} "):
+        graph.check_same_space(database, None, PROTEINS, "embedding_m", other)
+
+
+def test_a_property_holding_only_rejections_is_guarded_too(database):
+    graph.add_proteins(database, None, PROTEINS, [{"accession_id": "A", "sequence": "M"}])
+    rows = [{"id": "A", "sha256": "s", "reason": "too short"}]
+    graph.write_rejections(database, None, PROTEINS, "embedding_m", rows, PROVENANCE)
+    graph.check_same_space(database, None, PROTEINS, "embedding_m", PROVENANCE)
+    other = PROVENANCE | {"model_revision": "r2"}
+    with pytest.raises(UserError, match="e\\.g\\. A: model_revision 'r1' there, 'r2' now"):
         graph.check_same_space(database, None, PROTEINS, "embedding_m", other)
 
 

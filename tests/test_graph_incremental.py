@@ -144,7 +144,8 @@ def test_incremental_runs_touch_exactly_the_nodes_they_should(tmp_path, database
     assert {i for i in after if after[i] != before[i]} == touched
     assert after["NEW_2"][KMER2] == after[first][KMER2]
     assert after[changed][KMER2] != after_first[changed][KMER2]
-    assert KMER2 not in after[broken] and f"{KMER2}_model" not in after[broken]
+    assert KMER2 not in after[broken] and f"{KMER2}_pooling" not in after[broken]
+    assert after[broken][f"{KMER2}_model"] == "kmer-2"  # which model's rules rejected it
     assert after[broken][f"{KMER2}_rejected"].startswith("no 2-mer")
 
     # A second model lives beside the first: its own property, the first untouched.
@@ -189,7 +190,7 @@ def test_the_load_refuses_vectors_from_another_space(tmp_path, database, protein
         *outputs,
     )
     config["model"]["property"] = KMER2
-    with pytest.raises(UserError, match=f"{KMER2} already holds .*pooling .*dimension 400 there"):
+    with pytest.raises(UserError, match=f"{KMER2} already holds .*dimension 400 there, 20 now"):
         steps.load(config, outputs[0], outputs[1], directory / "receipt.json")
     assert {i: p for i, p in nodes(database).items() if i != "NEW"} == stored
 

@@ -75,9 +75,13 @@ RUN_PROVENANCE = (
 )
 
 
-# What makes two vectors comparable: the same weights, tokens, layers and size. One
-# property (and its index) holds one such space; precision and time may vary within it.
-SPACE_PROVENANCE = ("model_revision", "embedding", "pooling", "dimension")
+# What makes two vectors comparable: the same weights, embedding kind and size. One
+# property (and its index) holds one such space; precision and time may vary within it,
+# and so may the pooling statement's wording from one protembed release to the next.
+SPACE_PROVENANCE = ("model_revision", "embedding", "dimension")
+# A rejection says which model's rules rejected the protein, so that it guards the
+# property too (a property may hold nothing but rejections).
+REJECTION_PROVENANCE = ("model", "model_revision", "embedding")
 
 
 def provenance_property(vector_property: str, suffix: str) -> str:
@@ -328,14 +332,16 @@ def write_vectors(
 def stored_space(
     driver: neo4j.Driver, database: str | None, graph: ProteinGraph, vector_property: str
 ) -> tuple[str, dict] | None:
-    """One stored vector's protein id and its model and SPACE_PROVENANCE, or None when the
-    property holds no vector. Every load passes check_same_space, so one stands for all."""
+    """One stored vector's or rejection's protein id and its model and SPACE_PROVENANCE
+    (None where a rejection has none), or None when the property holds neither. Every load
+    passes check_same_space, so one stands for all."""
     prop = identifier(vector_property, "model.property")
+    rejected = provenance_property(prop, "rejected")
     fields = ", ".join(
         f"{k}: p.{provenance_property(prop, k)}" for k in ("model", *SPACE_PROVENANCE)
     )
     records, _, _ = driver.execute_query(
-        f"MATCH (p:{graph.label}) WHERE p.{prop} IS NOT NULL "
+        f"MATCH (p:{graph.label}) WHERE p.{prop} IS NOT NULL OR p.{rejected} IS NOT NULL "
         f"RETURN p.{graph.id_property} AS id, {{{fields}}} AS space LIMIT 1",
         database_=database,
         routing_=neo4j.RoutingControl.READ,
@@ -356,7 +362,7 @@ def check_same_space(
     if stored is None:
         return
     protein_id, space = stored
-    differs = [k for k in keys if space[k] != provenance[k]]
+    differs = [k for k in keys if space[k] is not None and space[k] != provenance[k]]
     if differs:
         details = "; ".join(f"{k} {space[k]!r} there, {provenance[k]!r} now" for k in differs)
         raise UserError(
@@ -372,10 +378,11 @@ def write_rejections(
     graph: ProteinGraph,
     vector_property: str,
     rows: list[dict],
+    provenance: dict,
 ) -> int:
-    """Record on each node why this model gave it no vector, so the next run skips it
-    until its sequence changes, and drop a vector made from an earlier sequence.
-    Returns how many nodes changed."""
+    """Record on each node why this model gave it no vector (and which model: the
+    REJECTION_PROVENANCE of `provenance`), so the next run skips it until its sequence
+    changes, and drop a vector made from an earlier sequence. Returns how many nodes changed."""
     p, pid = graph.label, graph.id_property
     prop = identifier(vector_property, "model.property")
     sha = provenance_property(prop, "sequence_sha256")
@@ -384,14 +391,16 @@ def write_rejections(
         f"p.{name}"
         for name in [prop, *(provenance_property(prop, k) for k in RUN_PROVENANCE)]
         + [provenance_property(prop, "long_sequence_handling")]
+        if name not in {provenance_property(prop, k) for k in REJECTION_PROVENANCE}
     )
     records, _, _ = driver.execute_query(
         f"UNWIND $rows AS row MATCH (p:{p} {{{pid}: row.id}}) "
         f"WHERE p.{sha} IS NULL OR p.{sha} <> row.sha256 "
         f"OR coalesce(p.{rejected}, '') <> row.reason "
-        f"SET p.{sha} = row.sha256, p.{rejected} = row.reason REMOVE {stale} "
+        f"SET p += $who, p.{sha} = row.sha256, p.{rejected} = row.reason REMOVE {stale} "
         "RETURN count(p) AS written",
         rows=rows,
+        who={provenance_property(prop, k): provenance[k] for k in REJECTION_PROVENANCE},
         database_=database,
     )
     return records[0]["written"]

@@ -515,9 +515,12 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
     with graph.connect(connection) as driver:
         native = graph.stores_native_vectors(driver, connection.database)
         started = time.monotonic()
-        if total:
-            provenance = _provenance(metadata)
+        # Rejections to write come from embed jobs that loaded the model, so whenever
+        # there is anything to write, the metadata says what made it.
+        provenance = _provenance(metadata) if metadata.get("dimension") else None
+        if provenance:
             graph.check_same_space(driver, connection.database, protein, prop, provenance)
+        if total:
             written = graph.write_vectors(
                 driver,
                 connection.database,
@@ -536,7 +539,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
             ]
             if rejections:
                 rejected += graph.write_rejections(
-                    driver, connection.database, protein, prop, rejections
+                    driver, connection.database, protein, prop, rejections, provenance
                 )
         seconds = time.monotonic() - started
         dimension = metadata.get("dimension")
