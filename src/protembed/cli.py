@@ -42,8 +42,7 @@ def _with_defaults(config: dict, schema: dict) -> dict:
 
 def neighbours(args: argparse.Namespace) -> None:
     config = load_config(args.config)
-    g = config["graph"]
-    protein_graph = graph.ProteinGraph(g["label"], g["id_property"], g["sequence_property"])
+    protein_graph = graph.ProteinGraph.from_config(config)
     prop = identifier(args.property, "--property") if args.property else vector_property(config)
     connection = graph.Connection.from_env()
     with graph.connect(connection) as driver:
@@ -52,8 +51,8 @@ def neighbours(args: argparse.Namespace) -> None:
         )
     if not found:
         raise UserError(
-            f"{g['label']} {args.accession!r} has no {prop} vector (is the id right, and has "
-            "the workflow embedded it with this model?)"
+            f"{protein_graph.label} {args.accession!r} has no {prop} vector (is the id right, "
+            "and has the workflow embedded it with this model?)"
         )
     for protein_id, score in found:
         print(f"{protein_id}\t{score:.4f}")

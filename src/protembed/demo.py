@@ -80,7 +80,6 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="protembed-demo-neo4j-") as data_dir:
         server = LocalNeo4j().start(Path(data_dir), password=secrets.token_urlsafe(16))
         try:
-            env = {**os.environ, **server.env()}
             os.environ.update(server.env())
             connection = graph.Connection.from_env()
             protein_graph = graph.ProteinGraph("Protein", "accession_id", "sequence")
@@ -99,7 +98,6 @@ def main() -> int:
                     "--quiet",
                     "rules",
                 ],
-                env=env,
                 check=True,
             )
             seconds = time.monotonic() - workflow_started

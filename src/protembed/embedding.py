@@ -31,8 +31,6 @@ from .sequences import windows
 
 log = logging.getLogger(__name__)
 
-LONG_SEQUENCE_POLICIES = ("chunk", "truncate", "reject")
-
 
 @dataclass(frozen=True)
 class EmbeddingKind:

@@ -54,6 +54,11 @@ class ProteinGraph:
     id_property: str
     sequence_property: str
 
+    @classmethod
+    def from_config(cls, config: dict) -> "ProteinGraph":
+        g = config["graph"]
+        return cls(g["label"], g["id_property"], g["sequence_property"])
+
     def __post_init__(self):
         identifier(self.label, "graph.label")
         identifier(self.id_property, "graph.id_property")
@@ -103,7 +108,7 @@ def connect(connection: Connection) -> neo4j.Driver:
             f"NEO4J_URI {connection.uri!r} is not a valid Neo4j URI: {error}"
         ) from error
     try:
-        driver.verify_connectivity()
+        # One query checks the server, the credentials and the database at once.
         driver.execute_query("RETURN 1", database_=connection.database)
     except AuthError as error:
         driver.close()
@@ -388,10 +393,12 @@ def write_rejections(
     sha = provenance_property(prop, "sequence_sha256")
     rejected = provenance_property(prop, "rejected")
     stale = ", ".join(
-        f"p.{name}"
-        for name in [prop, *(provenance_property(prop, k) for k in RUN_PROVENANCE)]
-        + [provenance_property(prop, "long_sequence_handling")]
-        if name not in {provenance_property(prop, k) for k in REJECTION_PROVENANCE}
+        [f"p.{prop}"]
+        + [
+            f"p.{provenance_property(prop, k)}"
+            for k in (*RUN_PROVENANCE, "long_sequence_handling")
+            if k not in REJECTION_PROVENANCE
+        ]
     )
     records, _, _ = driver.execute_query(
         f"UNWIND $rows AS row MATCH (p:{p} {{{pid}: row.id}}) "

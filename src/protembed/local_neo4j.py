@@ -177,10 +177,6 @@ class LocalNeo4j:
             self._log.close()
             self._log = None
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def env(self) -> dict[str, str]:
         """The connection settings as environment variables, for subprocesses."""
         if self.uri is None or self.password is None:

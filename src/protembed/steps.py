@@ -26,11 +26,6 @@ from .sequences import sequence_sha256, shard_of
 log = logging.getLogger(__name__)
 
 
-def protein_graph(config: dict) -> graph.ProteinGraph:
-    g = config["graph"]
-    return graph.ProteinGraph(g["label"], g["id_property"], g["sequence_property"])
-
-
 def _versions() -> dict:
     names = ("torch", "transformers", "numpy", "pyarrow", "neo4j")
     return {"protembed": __version__} | {n: importlib.metadata.version(n) for n in names}
@@ -43,7 +38,7 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
     disk as they arrive, and each shard is grouped by sequence (identical sequences share a
     shard) from its spill file once the graph has been read.
     """
-    protein = protein_graph(config)
+    protein = graph.ProteinGraph.from_config(config)
     prop = vector_property(config)
     connection = graph.Connection.from_env()
     database = connection.database
@@ -268,9 +263,11 @@ def embed(
             progress=progress,
         )
         seconds = time.perf_counter() - started
-        done = [(row, r) for row, r in zip(kept, results, strict=True) if isinstance(r, Embedded)]
+        done = []
         for row, result in zip(kept, results, strict=True):
-            if isinstance(result, RejectedSequence):
+            if isinstance(result, Embedded):
+                done.append((row, result))
+            else:  # a RejectedSequence: its message is the reason
                 rejects.extend(_rejects(row, str(result)))
         dimension, metadata = adapter.dimension, _embedding_metadata(config, adapter, kind)
         metadata["throughput"] = _throughput(shard_path, done, seconds, adapter, budget)
@@ -503,7 +500,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
 
     Batches stream from the Parquet file, so memory does not grow with the run's size.
     """
-    protein = protein_graph(config)
+    protein = graph.ProteinGraph.from_config(config)
     prop = vector_property(config)
     settings = config["graph"]
     batch_size = settings["write_batch_size"]
@@ -588,7 +585,7 @@ def _provenance(metadata: dict) -> dict:
         "model": metadata["model"],
         "model_revision": metadata.get("revision", "unknown"),
         "embedding": metadata["embedding"],
-        "pooling": metadata.get("representation", metadata.get("pooling")),
+        "pooling": metadata["representation"],
         "dimension": metadata["dimension"],
         "precision": metadata["precision"],
         "created": datetime.datetime.fromisoformat(created),

@@ -67,7 +67,11 @@ def resolve_family(name: str, family: str = "auto") -> str:
 
 def environment(model: dict) -> str:
     """The conda environment file (under envs/) that the embed jobs of this model need."""
-    return ENVIRONMENTS.get(resolve_family(model["name"], model["family"]), "embed.yaml")
+    return _environment_file(resolve_family(model["name"], model["family"]))
+
+
+def _environment_file(family: str) -> str:
+    return ENVIRONMENTS.get(family, "embed.yaml")
 
 
 def resolve_device(device: str):
@@ -88,7 +92,7 @@ def load_adapter(name: str, family: str = "auto", device: str = "auto") -> "Adap
     except ImportError as error:
         raise UserError(
             f"model family {family} needs {error.name!r}, which this environment lacks; "
-            f"run the embed jobs in envs/{ENVIRONMENTS.get(family, 'embed.yaml')} "
+            f"run the embed jobs in envs/{_environment_file(family)} "
             "(see the README's environment table)"
         ) from error
     adapter_class = getattr(module, class_name)

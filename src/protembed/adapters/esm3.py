@@ -77,9 +77,12 @@ class Esm3Adapter(Adapter):
         # ESM-3 reads at most 2,048 tokens: 2,046 residues plus <cls> and <eos>.
         self.max_residues = 2046
 
-    def hidden_states(self, sequences: list[str], layers: list[int]) -> list[torch.Tensor]:
-        ids = self.tokenizer(sequences, padding=True, return_tensors="pt")["input_ids"]
-        ids = ids.to(self.device)
+    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
+        return {"input_ids": batch["input_ids"]}
+
+    def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
+        ids = inputs["input_ids"]
         # The transformer stack returns (after norm, before norm, every block's output, ...)
         # and the sequence only ever reaches it: keep what goes in and what comes out.
         seen = {}

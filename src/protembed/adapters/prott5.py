@@ -11,7 +11,6 @@ import torch
 from transformers import T5EncoderModel
 from transformers.utils import cached_file
 
-from ..sequences import clean_sequence
 from .base import TransformersAdapter
 
 # ProtT5 was trained with the rare residues U, Z, O and B replaced by X.
@@ -44,7 +43,7 @@ class ProtT5Adapter(TransformersAdapter):
         self.max_residues = 511
 
     def prepare(self, sequence: str) -> str:
-        return _RARE_RESIDUES.sub("X", clean_sequence(sequence, self.alphabet))
+        return _RARE_RESIDUES.sub("X", super().prepare(sequence))
 
     def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
         ids = [self.pieces.encode(" ".join(sequence)) + [self.eos] for sequence in sequences]
