@@ -30,7 +30,7 @@ from protembed.adapters import load_adapter
 from protembed.embedding import default_tokens_per_batch, embed_sequences
 from protembed.errors import RejectedSequence
 from protembed.fasta import read_proteins
-from protembed.random_models import save_random_esm2
+from protembed.random_models import cached_random_esm2
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")
@@ -41,9 +41,7 @@ FAIR_ESM_TOKENS_PER_BATCH = 4096  # fair-esm's scripts/extract.py default
 
 def esm2_8m_random(directory: Path = MODEL_DIR) -> Path:
     """esm2_t6_8M_UR50D's shape with random weights (the demo caches the same one)."""
-    if not (directory / "config.json").is_file():
-        save_random_esm2(directory, layers=6, hidden=320, heads=20)
-    return directory
+    return cached_random_esm2(directory, layers=6, hidden=320, heads=20)
 
 
 class SeedPath:

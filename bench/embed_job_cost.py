@@ -21,7 +21,7 @@ import torch
 from protembed.adapters import load_adapter
 from protembed.embedding import embed_sequences
 from protembed.fasta import read_proteins
-from protembed.random_models import save_random_esm2
+from protembed.random_models import cached_random_esm2
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")
@@ -39,9 +39,7 @@ print(time.perf_counter() - start)
 
 def model_dir(layers: int, hidden: int, heads: int) -> Path:
     directory = REPO / ".cache" / "models" / f"esm2_{layers}x{hidden}_random_weights"
-    if not (directory / "config.json").is_file():
-        save_random_esm2(directory, layers=layers, hidden=hidden, heads=heads)
-    return directory
+    return cached_random_esm2(directory, layers=layers, hidden=hidden, heads=heads)
 
 
 def main() -> None:

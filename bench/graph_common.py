@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from protembed.fasta import read_proteins
 from protembed.local_neo4j import LocalNeo4j
 
@@ -57,14 +55,6 @@ def synthetic_proteins(count: int, prefix: str = "SYN") -> list[dict]:
             sequence = proteins[-1]["sequence"]
         proteins.append({"accession_id": f"{prefix}{i:08d}", "sequence": sequence})
     return proteins
-
-
-def write_config(directory: Path, **graph_settings) -> Path:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["graph"].update(graph_settings)
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 # Printed by the measured interpreter when it is done. Not the kernel's ru_maxrss of the

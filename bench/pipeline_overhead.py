@@ -195,7 +195,7 @@ def main() -> int:
                 scratch / "cli",
                 run_config(model_dir, args.shards, "bench_cli"),
                 args.cores,
-                {**os.environ, **server.env()},
+                dict(os.environ),
             )
             cpu = children_cpu_seconds() + process_cpu_seconds(server.pid) - cpu_started
             print(f"workflow (snakemake CLI): {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)

@@ -58,12 +58,10 @@ def resolve_model(name: str) -> tuple[str, bool]:
         AutoConfig.from_pretrained(name)
         return name, False
     except OSError:
-        from .random_models import save_random_esm2
+        from .random_models import cached_random_esm2
 
         local = REPO_ROOT / ".cache" / "models" / "esm2_t6_8M_UR50D_random_weights"
-        if not (local / "config.json").is_file():
-            save_random_esm2(local, layers=6, hidden=320, heads=20)
-        return str(local), True
+        return str(cached_random_esm2(local, layers=6, hidden=320, heads=20)), True
 
 
 def main() -> int:

@@ -35,6 +35,13 @@ def _randomize_norms(model: torch.nn.Module, seed: int) -> None:
                 parameter.add_(0.1 * noise.to(parameter.dtype))
 
 
+def cached_random_esm2(directory: Path, *, layers: int, hidden: int, heads: int) -> Path:
+    """save_random_esm2 once: later calls find the model in `directory`."""
+    if not (directory / "config.json").is_file():
+        save_random_esm2(directory, layers=layers, hidden=hidden, heads=heads)
+    return directory
+
+
 def save_random_esm2(
     directory: Path,
     *,
