@@ -1,6 +1,5 @@
 """Shared fixtures: tiny models built locally and one real Neo4j for the whole session."""
 
-import os
 import secrets
 from pathlib import Path
 
@@ -55,9 +54,3 @@ def database(neo4j_server, neo4j_env):
 @pytest.fixture(scope="session")
 def synechocystis() -> list[dict]:
     return read_proteins(DATA / "synechocystis_every7th.fasta")
-
-
-def subprocess_env(extra: dict | None = None) -> dict:
-    env = dict(os.environ)
-    env.update(extra or {})
-    return env

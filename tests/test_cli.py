@@ -1,6 +1,5 @@
 """The `protembed` command against the real local Neo4j."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +34,6 @@ def test_neighbours_prints_ids_and_scores_best_first(embedded, neo4j_env):
         [str(PROTEMBED), "neighbours", query, "-k", "4", "--config", str(config)],
         capture_output=True,
         text=True,
-        env={**os.environ, **neo4j_env},
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

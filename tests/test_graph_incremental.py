@@ -27,8 +27,8 @@ def kmer_config(name: str = "kmer-2") -> dict:
     return config
 
 
-def run_steps(config: dict, directory: Path) -> tuple[dict, dict]:
-    """One workflow run: the manifest and the load receipt."""
+def run_steps(config: dict, directory: Path, load: bool = True) -> tuple[dict, dict | None]:
+    """One workflow run: the manifest and the load receipt (None when not loaded)."""
     shards = [directory / "export" / f"shard-{i}.parquet" for i in range(config["shards"])]
     manifest = steps.export(config, directory / "export" / "manifest.json", shards)
     embedded = [directory / "embed" / f"shard-{i}.parquet" for i in range(config["shards"])]
@@ -44,6 +44,8 @@ def run_steps(config: dict, directory: Path) -> tuple[dict, dict]:
         directory / "rejects.parquet",
         directory / "summary.json",
     )
+    if not load:
+        return manifest, None
     receipt = steps.load(
         config,
         directory / "embeddings.parquet",
@@ -176,22 +178,15 @@ def test_the_load_refuses_vectors_from_another_space(tmp_path, database, protein
     graph.add_proteins(database, None, PROTEINS, [{"accession_id": "NEW", "sequence": "MKTAYW"}])
     config = kmer_config("kmer-1")
     directory = tmp_path / "kmer1"
-    shards = [directory / "export" / f"shard-{i}.parquet" for i in range(config["shards"])]
-    steps.export(config, directory / "export" / "manifest.json", shards)
-    for i, shard in enumerate(shards):
-        embedded = directory / "embed" / f"shard-{i}"
-        steps.embed(config, str(shard), f"{embedded}.parquet", f"{embedded}.rejects.parquet")
-    outputs = [directory / name for name in ("e.parquet", "r.parquet", "summary.json")]
-    steps.merge(
-        config,
-        directory / "export" / "manifest.json",
-        sorted((directory / "embed").glob("shard-?.parquet")),
-        sorted((directory / "embed").glob("shard-?.rejects.parquet")),
-        *outputs,
-    )
+    run_steps(config, directory, load=False)
     config["model"]["property"] = KMER2
     with pytest.raises(UserError, match=f"{KMER2} already holds .*dimension 400 there, 20 now"):
-        steps.load(config, outputs[0], outputs[1], directory / "receipt.json")
+        steps.load(
+            config,
+            directory / "embeddings.parquet",
+            directory / "rejects.parquet",
+            directory / "receipt.json",
+        )
     assert {i: p for i, p in nodes(database).items() if i != "NEW"} == stored
 
 

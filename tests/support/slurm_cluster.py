@@ -260,10 +260,6 @@ class JobRecord:
     raw: Mapping[str, str]
 
     @property
-    def finished(self) -> bool:
-        return self.state in _TERMINAL_STATES
-
-    @property
     def ran(self) -> bool:
         """Whether the job was ever started (a job cancelled while pending was not)."""
         if self.start is None:
@@ -458,11 +454,6 @@ class SlurmCluster:
                 f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
             )
         return proc.stdout
-
-    def sbatch(self, *args: str) -> int:
-        """Submit a batch job (e.g. ``sbatch("--gpus=1", "--wrap", "true")``); returns its id."""
-        out = self.run("sbatch", "--parsable", *args)
-        return int(out.strip().split(";")[0])
 
     def job_records(self, job_ids: Iterable[int] | None = None) -> list[JobRecord]:
         """Jobs the controller still remembers (all by default), sorted by job id."""
