@@ -73,6 +73,7 @@ def embeddings_file(directory: Path, proteins: list[dict], shards: int) -> Path:
                         "id": [p["accession_id"] for p in part],
                         "model": [MODEL] * len(part),
                         "sequence_sha256": [f"{i:064x}" for i in range(len(part))],
+                        "sequence": [p["sequence"] for p in part],
                         "vector": parquet_io.vectors_array(
                             rng.standard_normal((len(part), DIMENSION), dtype=np.float32)
                         ),
@@ -107,11 +108,11 @@ def main() -> int:
                 config_path = directory / "config.yaml"
                 config_path.write_text(yaml.safe_dump(config))
                 proteins = synthetic_proteins(size)
-                protein_graph = graph.ProteinGraph(label, "accession_id", "sequence")
-                with graph.connect(graph.Connection(**_connection(server))) as driver:
+                connection = graph.Connection(**_connection(server))
+                with graph.ProteinGraph.connect(connection, label=label) as protein_graph:
                     # The index first: add_proteins MERGEs on the id.
-                    graph.ensure_id_index(driver, None, protein_graph)
-                    graph.add_proteins(driver, None, protein_graph, proteins, batch_size=5000)
+                    protein_graph.ensure_id_index()
+                    protein_graph.add_proteins(proteins, batch_size=5000)
                 env = server.env()
                 exported, export_rss = run_measured(
                     EXPORT.format(config=str(config_path), directory=str(directory)), env

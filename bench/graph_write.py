@@ -34,7 +34,8 @@ from graph_common import REPO, start_server, store_files, synthetic_proteins
 from protembed import __version__, graph, parquet_io, steps
 from protembed.cli import load_config
 
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
+# Each protein created here, by id: the load writes a vector only where its sequence is.
+SEQUENCES: dict[str, str] = {}
 MODEL = "facebook/esm2_t33_650M_UR50D"
 METADATA = {
     "model": MODEL,
@@ -91,6 +92,7 @@ def embeddings_file(directory: Path, ids: list[str], vectors: np.ndarray) -> Pat
                         "id": ids[rows],
                         "model": [MODEL] * count,
                         "sequence_sha256": [f"{i:064x}" for i in range(start, start + count)],
+                        "sequence": [SEQUENCES[i] for i in ids[rows]],
                         "vector": parquet_io.vectors_array(vectors[rows]),
                         "residues": [300] * count,
                         "long_sequence_handling": ["whole"] * count,
@@ -146,7 +148,8 @@ def our_config(**graph_settings) -> dict:
 
 def create_proteins(driver, prefix: str, count: int) -> list[str]:
     proteins = synthetic_proteins(count, prefix)
-    graph.add_proteins(driver, None, PROTEINS, proteins, batch_size=5000)
+    graph.ProteinGraph(driver).add_proteins(proteins, batch_size=5000)
+    SEQUENCES.update((p["accession_id"], p["sequence"]) for p in proteins)
     return [p["accession_id"] for p in proteins]
 
 
@@ -164,7 +167,7 @@ def speed(work: Path, count: int, rounds: int, dimension: int) -> None:
     meter = Meter(server.pid)
     try:
         with graph.connect(graph.Connection.from_env()) as driver:
-            graph.ensure_id_index(driver, None, PROTEINS)
+            graph.ProteinGraph(driver).ensure_id_index()
             ids = {path: create_proteins(driver, path.upper(), count) for path in PATHS}
             warm_ids = create_proteins(driver, "WARM", 2 * WARM_UP)
             vectors = rng.standard_normal((count, dimension), dtype=np.float32)
@@ -189,15 +192,9 @@ def speed(work: Path, count: int, rounds: int, dimension: int) -> None:
                             batches = steps._vector_batches(
                                 files[path][0], settings["write_batch_size"]
                             )
-                            graph.write_vectors(
-                                driver,
-                                None,
-                                PROTEINS,
-                                "embedding_bare",
-                                batches,
-                                {},
-                                writers=settings["writers"],
-                            )
+                            graph.ProteinGraph(
+                                driver, vector_property="embedding_bare"
+                            ).write_vectors(batches, {}, writers=settings["writers"])
                     rate[path] = size / meter.last[0]
                 print(
                     f"  round {r + 1}: "
@@ -237,7 +234,7 @@ def store_growth(work: Path, count: int, dimension: int) -> None:
         server = start_server(data)
         os.environ.update(server.env())
         with graph.connect(graph.Connection.from_env()) as driver:
-            graph.ensure_id_index(driver, None, PROTEINS)
+            graph.ProteinGraph(driver).ensure_id_index()
             ids = create_proteins(driver, "P", count)
         server.stop()
         before = store_files(data)

@@ -49,7 +49,6 @@ from protembed.local_neo4j import REPO_ROOT, LocalNeo4j
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 SNAKEFILE = REPO_ROOT / "workflow" / "Snakefile"
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 # What one embed job imports before it can start (snakemake's script preamble included).
 JOB_IMPORTS = (
     "import snakemake.script, torch, transformers, protembed.steps, protembed.adapters.esm2"
@@ -188,7 +187,7 @@ def main() -> int:
         try:
             os.environ.update(server.env())
             with graph.connect(graph.Connection.from_env()) as driver:
-                graph.add_proteins(driver, None, PROTEINS, proteins)
+                graph.ProteinGraph(driver).add_proteins(proteins)
             # Each run writes its own property, so each finds every protein still to embed.
             cpu_started = children_cpu_seconds() + process_cpu_seconds(server.pid)
             wall = snakemake_cli(

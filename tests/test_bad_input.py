@@ -7,8 +7,6 @@ from workflow_runner import run_workflow, write_config
 
 from protembed import graph
 
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
-
 
 def graph_state(driver) -> tuple:
     """Everything a failed run could have touched: nodes, their properties, indexes."""
@@ -21,7 +19,7 @@ def graph_state(driver) -> tuple:
 
 @pytest.fixture
 def small_graph(database):
-    graph.add_proteins(database, None, PROTEINS, [{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
+    graph.ProteinGraph(database).add_proteins([{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
     return database
 
 
@@ -81,7 +79,7 @@ def test_invalid_config_stops_before_any_write(tmp_path, small_graph, section, e
 
 
 def test_password_never_reaches_logs_or_metadata(tmp_path, tiny_esm2, database, neo4j_env):
-    graph.add_proteins(database, None, PROTEINS, [{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
+    graph.ProteinGraph(database).add_proteins([{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
     write_config(tmp_path, shards=1, model={"name": str(tiny_esm2)})
     result = run_workflow(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

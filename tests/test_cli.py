@@ -11,7 +11,6 @@ from test_graph_incremental import kmer_config, run_steps
 from protembed import graph
 from protembed.cli import main
 
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 PROTEMBED = Path(sys.executable).with_name("protembed")
 
 
@@ -20,7 +19,7 @@ def embedded(tmp_path, database, synechocystis) -> tuple[Path, str]:
     """20 proteins and a copy of the first, embedded with kmer-2; the config file used."""
     proteins = synechocystis[:20]
     copy = {"accession_id": "COPY_OF_FIRST", "sequence": proteins[0]["sequence"]}
-    graph.add_proteins(database, None, PROTEINS, [*proteins, copy])
+    graph.ProteinGraph(database).add_proteins([*proteins, copy])
     config = kmer_config()
     run_steps(config, tmp_path / "run")
     path = tmp_path / "config.yaml"

@@ -11,7 +11,6 @@ from protembed import graph
 from protembed.fasta import read_proteins
 
 DATA = Path(__file__).resolve().parent / "data"
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 FAMILIES = ("TEM", "SHV", "CTX-M", "KPC", "CMY", "VIM")
 K = 5
 
@@ -20,7 +19,7 @@ K = 5
 def betalactamases(tmp_path, database) -> dict[str, str]:
     """All 1,548 proteins of 35 families in the graph, embedded with kmer-2."""
     proteins = read_proteins(DATA / "betalactamase_families.fasta", attributes=("family",))
-    graph.add_proteins(database, None, PROTEINS, proteins)
+    graph.ProteinGraph(database).add_proteins(proteins)
     _, receipt = run_steps(kmer_config(), tmp_path)
     assert receipt["written"] == len(proteins)
     return {p["accession_id"]: p["family"] for p in proteins}
@@ -33,9 +32,9 @@ def test_neighbours_of_family_members_are_mostly_of_their_family(database, betal
         queries = members[:: max(1, len(members) // 12)]
         same = total = 0
         for protein_id in queries:
-            found = graph.nearest_neighbours(
-                database, None, PROTEINS, "embedding_kmer_2", protein_id, K
-            )
+            found = graph.ProteinGraph(
+                database, vector_property="embedding_kmer_2"
+            ).nearest_neighbours(protein_id, K)
             assert len(found) == K and protein_id not in {i for i, _ in found}
             assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
             same += sum(betalactamases[i] == family for i, _ in found)

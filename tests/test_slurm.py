@@ -20,7 +20,6 @@ from protembed import graph
 GPUS = 2
 SHARDS = 4
 PROPERTY = "vec"
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 
 
 def seed(driver, synechocystis) -> None:
@@ -29,7 +28,7 @@ def seed(driver, synechocystis) -> None:
         {"accession_id": "DUPLICATE", "sequence": proteins[0]["sequence"]},
         {"accession_id": "BAD_CHARACTERS", "sequence": "MKT1AYZ"},
     ]
-    graph.add_proteins(driver, None, PROTEINS, proteins + extras)
+    graph.ProteinGraph(driver).add_proteins(proteins + extras)
 
 
 def reset(driver) -> None:

@@ -11,7 +11,6 @@ from workflow_runner import read_json, run_workflow, write_config
 from protembed import graph
 
 PROPERTY = "embedding_tiny_esm2"
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def seeded(database, synechocystis):
         {"accession_id": "BAD_CHARACTERS", "sequence": "MKT1AYZ"},
         {"accession_id": "EMPTY_AFTER_CLEANING", "sequence": "  *"},
     ]
-    graph.add_proteins(database, None, PROTEINS, proteins + extras)
+    graph.ProteinGraph(database).add_proteins(proteins + extras)
     database.execute_query("CREATE (:Protein {accession_id: 'NO_SEQUENCE'})")
     return {p["accession_id"]: p["sequence"] for p in proteins + extras}
 
@@ -88,7 +87,9 @@ def test_pipeline_end_to_end_and_second_run_writes_nothing(tmp_path, tiny_esm2, 
         "SHOW VECTOR INDEXES YIELD name, state WHERE name = $n RETURN state", n=index
     )[0]
     assert state[0]["state"] == "ONLINE"
-    neighbours = graph.nearest_neighbours(database, None, PROTEINS, PROPERTY, first_id, k=3)
+    neighbours = graph.ProteinGraph(database, vector_property=PROPERTY).nearest_neighbours(
+        first_id, k=3
+    )
     # The index quantises vectors, so even an identical vector scores a little under 1.
     assert neighbours[0][0] == "DUPLICATE_OF_FIRST" and neighbours[0][1] > 0.99
     assert len(neighbours) == 3 and neighbours[0][1] >= neighbours[1][1] >= neighbours[2][1]

@@ -32,7 +32,16 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
   touch "$stamp"
 fi
 
-for tool in java mvn; do
-  command -v "$tool" >/dev/null || { echo "bootstrap: $tool is required for the local Neo4j (Java 17 + Maven)" >&2; exit 1; }
-done
-.venv/bin/python -c 'from protembed.local_neo4j import build_launcher; build_launcher()'
+# PyEED's schema in the tests is made by neomodel, as PyEED makes it; neomodel pins another
+# neo4j driver than ours, so it gets an environment of its own.
+pyeed_stamp=.venv-pyeed/.installed
+if [ ! -f "$pyeed_stamp" ] || [ tests/support/pyeed/requirements.lock -nt "$pyeed_stamp" ]; then
+  "$(find_python)" -m venv .venv-pyeed
+  .venv/bin/uv pip sync --quiet --python .venv-pyeed/bin/python tests/support/pyeed/requirements.lock
+  touch "$pyeed_stamp"
+fi
+
+# The local Neo4j servers: 5.26 LTS (Java 17 or 21) and 2026.08 (Java 21+); a missing JDK
+# is named by the launcher build.
+command -v mvn >/dev/null || { echo "bootstrap: mvn (Maven) is required for the local Neo4j" >&2; exit 1; }
+.venv/bin/python -c "from protembed.local_neo4j import VERSIONS, build_launcher; [build_launcher(version=v) for v in VERSIONS]"

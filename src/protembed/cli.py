@@ -16,7 +16,7 @@ import yaml
 from . import graph
 from .config import check_config
 from .errors import UserError
-from .names import identifier, vector_property
+from .names import identifier
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -42,17 +42,14 @@ def _with_defaults(config: dict, schema: dict) -> dict:
 
 def neighbours(args: argparse.Namespace) -> None:
     config = load_config(args.config)
-    protein_graph = graph.ProteinGraph.from_config(config)
-    prop = identifier(args.property, "--property") if args.property else vector_property(config)
-    connection = graph.Connection.from_env()
-    with graph.connect(connection) as driver:
-        found = graph.nearest_neighbours(
-            driver, connection.database, protein_graph, prop, args.accession, args.k
-        )
+    if args.property:
+        config["model"]["property"] = identifier(args.property, "--property")
+    with graph.ProteinGraph.from_config(config) as proteins:
+        found = proteins.nearest_neighbours(args.accession, args.k)
     if not found:
         raise UserError(
-            f"{protein_graph.label} {args.accession!r} has no {prop} vector (is the id right, "
-            "and has the workflow embedded it with this model?)"
+            f"{proteins.label} {args.accession!r} has no {proteins.vector_property} vector (is "
+            "the id right, and has the workflow embedded it with this model?)"
         )
     for protein_id, score in found:
         print(f"{protein_id}\t{score:.4f}")

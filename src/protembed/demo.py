@@ -79,10 +79,8 @@ def main() -> int:
         server = LocalNeo4j().start(Path(data_dir), password=secrets.token_urlsafe(16))
         try:
             os.environ.update(server.env())
-            connection = graph.Connection.from_env()
-            protein_graph = graph.ProteinGraph("Protein", "accession_id", "sequence")
-            with graph.connect(connection) as driver:
-                graph.add_proteins(driver, connection.database, protein_graph, proteins)
+            with graph.ProteinGraph.connect() as protein_graph:
+                protein_graph.add_proteins(proteins)
             workflow_started = time.monotonic()
             subprocess.run(
                 [
@@ -101,13 +99,9 @@ def main() -> int:
             seconds = time.monotonic() - workflow_started
             summary = yaml.safe_load(next(RUN_DIR.glob("results/*/summary.json")).read_text())
             query = proteins[0]["accession_id"]
-            with graph.connect(connection) as driver:
-                neighbours = graph.nearest_neighbours(
-                    driver, connection.database, protein_graph, summary["property"], query, k=3
-                )
-                with_vector = graph.count_with_vector(
-                    driver, connection.database, protein_graph, summary["property"]
-                )
+            with graph.ProteinGraph.connect(vector_property=summary["property"]) as vectors:
+                neighbours = vectors.nearest_neighbours(query, k=3)
+                with_vector = vectors.count_with_vector()
         finally:
             server.stop()
 

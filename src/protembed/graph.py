@@ -1,12 +1,21 @@
-"""The one place that talks to Neo4j: connection, export, load, vector index, neighbours.
+"""The one place that talks to Neo4j: `ProteinGraph`, the proteins of one label in one
+database and, when a model is named, that model's vectors on them.
 
-Labels and property names cannot be query parameters, so every one of them is checked
-against a plain-identifier pattern before it is spliced into Cypher.
+Labels and property names cannot be query parameters: they are checked once, against a
+plain-identifier pattern, and spliced into the named query templates below, which are
+whole Cypher statements so that a reader sees each query as the server gets it.
+
+Users' graphs are not ours: an index or constraint on the id may exist under any name
+(PyEED's neomodel schema makes `constraint_unique_Protein_accession_id`), ids may repeat
+or be missing, and the server may be 5.26 LTS or a calendar release. Schema is found by
+what it covers, never by the name we would have given it; a vector is written only to a
+node that still holds the sequence it was made from.
 """
 
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -19,6 +28,30 @@ from .errors import UserError
 from .names import identifier
 
 log = logging.getLogger(__name__)
+
+# Neo4j's vector indexes hold 1 to 4,096 dimensions.
+MAX_INDEX_DIMENSIONS = 4096
+
+# Provenance stored beside each vector as <property>_<suffix>: these are the same for
+# every vector of a run (from the embeddings' Parquet metadata); sequence_sha256 and
+# long_sequence_handling are per protein; a rejection leaves only the hash and the reason.
+RUN_PROVENANCE = (
+    "model",
+    "model_revision",
+    "embedding",
+    "pooling",
+    "dimension",
+    "precision",
+    "created",
+    "pipeline",
+)
+# What makes two vectors comparable: the same weights, embedding kind and size. One
+# property (and its index) holds one such space; precision and time may vary within it,
+# and so may the pooling statement's wording from one protembed release to the next.
+SPACE_PROVENANCE = ("model_revision", "embedding", "dimension")
+# A rejection says which model's rules rejected the protein, so that it guards the
+# property too (a property may hold nothing but rejections).
+REJECTION_PROVENANCE = ("model", "model_revision", "embedding")
 
 
 @dataclass(frozen=True)
@@ -38,59 +71,21 @@ class Connection:
                 "NEO4J_URI is not set; export NEO4J_URI=bolt://HOST:7687 (and NEO4J_USERNAME, "
                 "NEO4J_PASSWORD, optionally NEO4J_DATABASE) before running snakemake"
             )
+        parts = urllib.parse.urlsplit(uri)
+        if parts.username is not None or parts.password is not None:
+            # Snakemake and our logs print the URI; credentials in it would be printed too.
+            host = parts.hostname or "HOST"
+            raise UserError(
+                f"NEO4J_URI holds credentials (user:password@); give only "
+                f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''} there and "
+                "the user and password in NEO4J_USERNAME and NEO4J_PASSWORD"
+            )
         return cls(
             uri=uri,
             user=os.environ.get("NEO4J_USERNAME", "neo4j"),
             password=os.environ.get("NEO4J_PASSWORD", ""),
             database=os.environ.get("NEO4J_DATABASE") or None,
         )
-
-
-@dataclass(frozen=True)
-class ProteinGraph:
-    """Names of the protein label and properties, checked once."""
-
-    label: str
-    id_property: str
-    sequence_property: str
-
-    @classmethod
-    def from_config(cls, config: dict) -> "ProteinGraph":
-        g = config["graph"]
-        return cls(g["label"], g["id_property"], g["sequence_property"])
-
-    def __post_init__(self):
-        identifier(self.label, "graph.label")
-        identifier(self.id_property, "graph.id_property")
-        identifier(self.sequence_property, "graph.sequence_property")
-
-
-# Provenance stored beside each vector as <property>_<suffix>: these are the same for
-# every vector of a run (from the embeddings' Parquet metadata); sequence_sha256 and
-# long_sequence_handling are per protein; a rejection leaves only the hash and the reason.
-RUN_PROVENANCE = (
-    "model",
-    "model_revision",
-    "embedding",
-    "pooling",
-    "dimension",
-    "precision",
-    "created",
-    "pipeline",
-)
-
-
-# What makes two vectors comparable: the same weights, embedding kind and size. One
-# property (and its index) holds one such space; precision and time may vary within it,
-# and so may the pooling statement's wording from one protembed release to the next.
-SPACE_PROVENANCE = ("model_revision", "embedding", "dimension")
-# A rejection says which model's rules rejected the protein, so that it guards the
-# property too (a property may hold nothing but rejections).
-REJECTION_PROVENANCE = ("model", "model_revision", "embedding")
-
-
-def provenance_property(vector_property: str, suffix: str) -> str:
-    return identifier(f"{vector_property}_{suffix}", "provenance property")
 
 
 def connect(connection: Connection) -> neo4j.Driver:
@@ -133,120 +128,33 @@ def connect(connection: Connection) -> neo4j.Driver:
 
 
 @dataclass(frozen=True)
+class Server:
+    """What the server is, and so which Cypher it speaks best."""
+
+    version: str
+    edition: str
+
+    @property
+    def calendar_release(self) -> tuple[int, int] | None:
+        """(year, month) of a calendar-versioned release (2025.01 on), else None (5.x)."""
+        major, _, rest = self.version.partition(".")
+        if not major.isdigit() or int(major) < 2025:
+            return None
+        return int(major), int(rest.partition(".")[0] or 0)
+
+    @property
+    def has_search_clause(self) -> bool:
+        """Cypher 25's SEARCH clause (2026.01 on), which deprecates db.index.vector.queryNodes."""
+        return (self.calendar_release or (0, 0)) >= (2026, 1)
+
+
+@dataclass(frozen=True)
 class ExportRow:
     id: str
     sequence: object  # str when the graph is sane; anything else is rejected
     stored_sha256: str | None  # hash of the sequence the stored vector or rejection is for
     settled: bool  # holds this model's vector, or the reason it was rejected
-
-
-def ensure_id_index(
-    driver: neo4j.Driver, database: str | None, graph: ProteinGraph, timeout_s: float = 600
-) -> None:
-    """A range index on the id property makes keyset export pages and load lookups fast.
-
-    Never a uniqueness constraint: the user's data may hold duplicate ids.
-    """
-    name = identifier(f"protembed_{graph.label}_{graph.id_property}", "index name")
-    try:
-        driver.execute_query(
-            f"CREATE INDEX {name} IF NOT EXISTS FOR (p:{graph.label}) ON (p.{graph.id_property})",
-            database_=database,
-        )
-    except ClientError as error:
-        # An equivalent index or constraint of the user's already serves the lookups.
-        log.info(
-            "kept the existing index on %s.%s: %s", graph.label, graph.id_property, error.message
-        )
-        return
-    # A new index on a large graph populates in the background; pages scan without it.
-    driver.execute_query(
-        "CALL db.awaitIndex($name, $timeout)", name=name, timeout=timeout_s, database_=database
-    )
-
-
-def export_rows(
-    driver: neo4j.Driver,
-    database: str | None,
-    graph: ProteinGraph,
-    vector_property: str,
-    page_size: int,
-) -> Iterator[ExportRow]:
-    """Every protein with a string id and a sequence, in id order, one page at a time.
-
-    Keyset pages (`id > last`, served in order by the id's range index) stay fast and
-    correct while others write to the graph, unlike SKIP/LIMIT, and each page is its own
-    short read transaction. A page travels as one collected list: record by record, Bolt's
-    per-record messages cost 4 to 10 times more on both ends.
-    """
-    p, pid, seq = graph.label, graph.id_property, graph.sequence_property
-    sha = provenance_property(identifier(vector_property, "model.property"), "sequence_sha256")
-    rejected = provenance_property(vector_property, "rejected")
-    query = (
-        f"MATCH (p:{p}) WHERE p.{pid} > $after AND p.{seq} IS NOT NULL "
-        f"WITH p ORDER BY p.{pid} LIMIT $limit "
-        f"RETURN collect([p.{pid}, p.{seq}, p.{sha}, "
-        f"p.{vector_property} IS NOT NULL OR p.{rejected} IS NOT NULL]) AS page"
-    )
-    after = ""
-    while True:
-        records, _, _ = driver.execute_query(
-            query,
-            after=after,
-            limit=page_size,
-            database_=database,
-            routing_=neo4j.RoutingControl.READ,
-        )
-        page = records[0]["page"]
-        for row in page:
-            yield ExportRow(*row)
-        if len(page) < page_size:
-            return
-        after = page[-1][0]
-
-
-def unaddressable_proteins(
-    driver: neo4j.Driver, database: str | None, graph: ProteinGraph
-) -> list[str]:
-    """Element ids of proteins with a sequence but no string id: they cannot be written back."""
-    p, pid, seq = graph.label, graph.id_property, graph.sequence_property
-    records, _, _ = driver.execute_query(
-        f"MATCH (p:{p}) WHERE p.{seq} IS NOT NULL AND NOT p.{pid} IS :: STRING NOT NULL "
-        "RETURN elementId(p) AS element_id",
-        database_=database,
-        routing_=neo4j.RoutingControl.READ,
-    )
-    return [record["element_id"] for record in records]
-
-
-def stores_native_vectors(driver: neo4j.Driver, database: str | None) -> bool:
-    """Whether the database can store Cypher 25 VECTOR values: Neo4j 2025.10+ with a
-    block-format store (Enterprise, Aura). Elsewhere vectors are float32 lists."""
-    try:
-        driver.execute_query(
-            "CYPHER 25 RETURN vector([1.0], 1, FLOAT32) AS v",
-            database_=database,
-            routing_=neo4j.RoutingControl.READ,
-        )
-    except ClientError:
-        return False  # before 2025.10 the version, the function or the type is unknown
-    records, _, _ = driver.execute_query(
-        "CALL db.info() YIELD name", database_=database, routing_=neo4j.RoutingControl.READ
-    )
-    stores, _, _ = driver.execute_query(
-        "SHOW DATABASES YIELD name, store WHERE name = $name RETURN store",
-        name=records[0]["name"],
-        database_=database,
-        routing_=neo4j.RoutingControl.READ,
-    )
-    return bool(stores) and str(stores[0]["store"]).startswith("block")
-
-
-def rust_extension_loaded() -> bool:
-    """Whether the driver packs and unpacks Bolt messages with neo4j-rust-ext."""
-    from neo4j._codec.packstream import v1  # private, but the one place the driver says so
-
-    return getattr(v1, "_rust_pack", None) is not None
+    node: str  # elementId: orders nodes that share an id, within one export
 
 
 @dataclass(frozen=True)
@@ -254,281 +162,461 @@ class VectorBatch:
     """Vectors for one write transaction, column by column."""
 
     ids: list[str]
+    sequences: list[str]  # what each vector was made from: written only where it still is
     sequence_sha256: list[str]
     long_sequence_handling: list[str]
     vectors: np.ndarray  # (rows, dimension) float32
 
 
-def _vector_query(graph: ProteinGraph, vector_property: str, native: bool) -> str:
-    """A node whose stored vector was made from the same sequence is left alone, so loading
-    the same dataset twice changes nothing (and a retried transaction is harmless)."""
-    p, pid = graph.label, graph.id_property
-    prop = identifier(vector_property, "model.property")
-    sha = provenance_property(prop, "sequence_sha256")
-    handling = provenance_property(prop, "long_sequence_handling")
-    rejected = provenance_property(prop, "rejected")
-    store = (
-        f"SET p.{prop} = vector($vectors[i], $dimension, FLOAT32) "
-        if native
-        else "CALL db.create.setNodeVectorProperty(p, $property, $vectors[i]) "
-    )
-    return (
-        ("CYPHER 25 " if native else "")
-        + f"UNWIND range(0, size($ids) - 1) AS i MATCH (p:{p} {{{pid}: $ids[i]}}) "
-        f"WHERE p.{prop} IS NULL OR p.{sha} IS NULL OR p.{sha} <> $sha256[i] "
-        + store
-        + f"SET p += $provenance, p.{sha} = $sha256[i], p.{handling} = $handling[i], "
-        f"p.{rejected} = null "
-        "RETURN count(p) AS written"
-    )
+@dataclass(frozen=True)
+class WriteResult:
+    written: int  # nodes whose vector or rejection changed
+    missing: list[str]  # ids of rows whose sequence no node with that id holds any more
+
+    @classmethod
+    def total(cls, results: Iterable["WriteResult"]) -> "WriteResult":
+        written, missing = 0, []
+        for result in results:
+            written += result.written
+            missing.extend(result.missing)
+        return cls(written, missing)
 
 
-def write_vectors(
-    driver: neo4j.Driver,
-    database: str | None,
-    graph: ProteinGraph,
-    vector_property: str,
-    batches: Iterable[VectorBatch],
-    provenance: dict,
-    *,
-    writers: int = 1,
-    native: bool = False,
-) -> int:
-    """Store float32 vectors with their provenance, one transaction per batch, `writers`
-    transactions at a time (batches hold disjoint ids); returns how many nodes changed.
+@dataclass(frozen=True)
+class VectorIndex:
+    name: str
+    dimension: int | None
+    similarity: str | None
+    state: str
 
-    `provenance` maps RUN_PROVENANCE names to the values every vector of this run shares.
-    execute_query retries transient errors (deadlocks, leader switches) itself.
+
+# The queries, whole. {label}, {id}, {sequence} and {vector} are the checked names;
+# {vector}_xxx are its provenance siblings. {stale} is filled in by ProteinGraph.
+QUERIES = {
+    "server": "CALL dbms.components() YIELD name, versions, edition "
+    "WHERE name = 'Neo4j Kernel' RETURN versions[0] AS version, edition",
+    "range_indexes": "SHOW INDEXES YIELD name, type, labelsOrTypes, properties, state "
+    "WHERE type = 'RANGE' AND labelsOrTypes = [$label] AND properties = [$property] "
+    "RETURN name, state",
+    "vector_indexes": "SHOW VECTOR INDEXES YIELD name, labelsOrTypes, properties, options, state "
+    "WHERE labelsOrTypes = [$label] AND properties = [$property] RETURN name, options, state",
+    "create_id_index": "CREATE INDEX {index} IF NOT EXISTS FOR (p:{label}) ON (p.{id})",
+    "await_index": "CALL db.awaitIndex($name, $timeout)",
+    # Keyset pages by (id, elementId): a run of nodes sharing an id may straddle pages.
+    "export_page": "MATCH (p:{label}) WHERE p.{id} >= $after AND p.{sequence} IS NOT NULL "
+    "WITH p, elementId(p) AS node WHERE p.{id} > $after OR node > $after_node "
+    "WITH p, node ORDER BY p.{id}, node LIMIT $limit "
+    "RETURN collect([p.{id}, p.{sequence}, p.{vector}_sequence_sha256, "
+    "p.{vector} IS NOT NULL OR p.{vector}_rejected IS NOT NULL, node]) AS page",
+    # A label scan on purpose: on 5.26 the planner answers `NOT p.id IS :: STRING NOT NULL`
+    # from the id's range index, which holds no node that lacks the id.
+    "without_string_id": "MATCH (p:{label}) USING SCAN p:{label} "
+    "WHERE p.{sequence} IS NOT NULL AND NOT p.{id} IS :: STRING NOT NULL "
+    "RETURN elementId(p) AS node, p.{id} IS NULL AS missing",
+    "count_with_sequence": "MATCH (p:{label}) WHERE p.{sequence} IS NOT NULL RETURN count(p) AS n",
+    "count_with_vector": "MATCH (p:{label}) WHERE p.{vector} IS NOT NULL RETURN count(p) AS n",
+    "stored_space": "MATCH (p:{label}) "
+    "WHERE p.{vector} IS NOT NULL OR p.{vector}_rejected IS NOT NULL "
+    "RETURN p.{id} AS id, {{model: p.{vector}_model, model_revision: p.{vector}_model_revision, "
+    "embedding: p.{vector}_embedding, dimension: p.{vector}_dimension}} AS space LIMIT 1",
+    # Only nodes that still hold the row's sequence; a node whose vector was made from that
+    # sequence already is left alone, so loading twice changes nothing.
+    "write_vectors": "UNWIND range(0, size($ids) - 1) AS i "
+    "MATCH (p:{label} {{{id}: $ids[i]}}) WHERE p.{sequence} = $sequences[i] "
+    "CALL (p, i) {{ "
+    "WITH p, i WHERE p.{vector} IS NULL OR p.{vector}_sequence_sha256 IS NULL "
+    "OR p.{vector}_sequence_sha256 <> $sha256[i] "
+    "{store} "
+    "SET p += $provenance, p.{vector}_sequence_sha256 = $sha256[i], "
+    "p.{vector}_long_sequence_handling = $handling[i], p.{vector}_rejected = null "
+    "RETURN count(*) AS changed }} "
+    "RETURN collect(DISTINCT i) AS found, sum(changed) AS written",
+    "store_list": "CALL db.create.setNodeVectorProperty(p, $property, $vectors[i])",
+    "store_native": "SET p.{vector} = vector($vectors[i], $dimension, FLOAT32)",
+    "write_rejections": "UNWIND range(0, size($rows) - 1) AS i WITH i, $rows[i] AS row "
+    "MATCH (p:{label} {{{id}: row.id}}) WHERE p.{sequence} = row.sequence "
+    "CALL (p, row) {{ "
+    "WITH p, row WHERE p.{vector}_sequence_sha256 IS NULL "
+    "OR p.{vector}_sequence_sha256 <> row.sha256 "
+    "OR coalesce(p.{vector}_rejected, '') <> row.reason "
+    "SET p += $who, p.{vector}_sequence_sha256 = row.sha256, p.{vector}_rejected = row.reason "
+    "REMOVE {stale} "
+    "RETURN count(*) AS changed }} "
+    "RETURN collect(DISTINCT i) AS found, sum(changed) AS written",
+    "create_vector_index": "CREATE VECTOR INDEX {index} IF NOT EXISTS FOR (p:{label}) "
+    "ON p.{vector} OPTIONS {{indexConfig: {{`vector.dimensions`: $dimension, "
+    "`vector.similarity_function`: 'cosine'}}}}",
+    "neighbours_search": "MATCH (q:{label} {{{id}: $id}}) WHERE q.{vector} IS NOT NULL "
+    "MATCH (node:{label}) SEARCH node IN (VECTOR INDEX {index} FOR q.{vector} LIMIT $k + 1) "
+    "SCORE AS score WITH node, score WHERE node <> q "
+    "RETURN node.{id} AS id, score ORDER BY score DESC LIMIT $k",
+    "neighbours_procedure": "MATCH (q:{label} {{{id}: $id}}) WHERE q.{vector} IS NOT NULL "
+    "CALL db.index.vector.queryNodes($index, $k + 1, q.{vector}) "
+    "YIELD node, score WITH node, score WHERE node <> q "
+    "RETURN node.{id} AS id, score ORDER BY score DESC LIMIT $k",
+    "add_proteins": "UNWIND $rows AS row MERGE (p:{label} {{{id}: row.{id}}}) SET p += row",
+}
+
+
+class ProteinGraph:
+    """The proteins of one label in one Neo4j database, and one model's vectors on them.
+
+    >>> with ProteinGraph.connect(vector_property="embedding") as proteins:
+    ...     proteins.nearest_neighbours("P12345", k=5)
     """
-    query = _vector_query(graph, vector_property, native)
-    properties = {provenance_property(vector_property, k): v for k, v in provenance.items()}
 
-    def write(batch: VectorBatch) -> int:
-        # One float64 matrix, not lists: the driver formats every RUN's parameters with
-        # repr() even when debug logging is off, and a numpy array's repr is abbreviated.
-        records, _, _ = driver.execute_query(
-            query,
-            ids=batch.ids,
-            sha256=batch.sequence_sha256,
-            handling=batch.long_sequence_handling,
-            vectors=np.asarray(batch.vectors, dtype=np.float64),
-            dimension=batch.vectors.shape[1],
-            property=vector_property,
-            provenance=properties,
-            database_=database,
+    def __init__(
+        self,
+        driver: neo4j.Driver,
+        database: str | None = None,
+        *,
+        label: str = "Protein",
+        id_property: str = "accession_id",
+        sequence_property: str = "sequence",
+        vector_property: str | None = None,
+    ):
+        self.driver = driver
+        self.database = database
+        self.label = identifier(label, "graph.label")
+        self.id_property = identifier(id_property, "graph.id_property")
+        self.sequence_property = identifier(sequence_property, "graph.sequence_property")
+        self.vector_property = (
+            identifier(vector_property, "model.property") if vector_property else None
         )
-        return records[0]["written"]
+        records, _, _ = self._execute(QUERIES["server"])
+        self.server = Server(records[0]["version"], records[0]["edition"])
+        # On releases that have it, every query is Cypher 25: what the server deprecates
+        # least, whatever language the user's database defaults to.
+        self._cypher = "CYPHER 25 " if self.server.has_search_clause else ""
 
+    @classmethod
+    def connect(cls, connection: Connection | None = None, **names) -> "ProteinGraph":
+        """Connect (to the environment's NEO4J_* settings unless given a Connection)."""
+        connection = connection or Connection.from_env()
+        driver = connect(connection)
+        try:
+            return cls(driver, connection.database, **names)
+        except BaseException:
+            driver.close()
+            raise
+
+    @classmethod
+    def from_config(cls, config: dict, connection: Connection | None = None) -> "ProteinGraph":
+        """The graph and model property that a workflow config names, connected."""
+        from .names import vector_property
+
+        g = config["graph"]
+        return cls.connect(
+            connection,
+            label=g["label"],
+            id_property=g["id_property"],
+            sequence_property=g["sequence_property"],
+            vector_property=vector_property(config),
+        )
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def __enter__(self) -> "ProteinGraph":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- queries ----------------------------------------------------------------------
+
+    def _query(self, name: str, cypher: str | None = None, **extra: str) -> str:
+        """QUERIES[name] with our names, in Cypher `cypher` (default: the server's best)."""
+        names = {
+            "label": self.label,
+            "id": self.id_property,
+            "sequence": self.sequence_property,
+            "vector": self.vector_property or "_no_vector_property_",
+        }
+        prefix = self._cypher if cypher is None else cypher
+        return prefix + QUERIES[name].format(**names, **extra)
+
+    def _execute(self, query: str, read: bool = False, **parameters):
+        return self.driver.execute_query(
+            query,
+            parameters_=parameters,
+            database_=self.database,
+            routing_=neo4j.RoutingControl.READ if read else neo4j.RoutingControl.WRITE,
+        )
+
+    def _read(self, name: str, **parameters) -> list[neo4j.Record]:
+        return self._execute(self._query(name), read=True, **parameters)[0]
+
+    def _need_vector_property(self) -> str:
+        if self.vector_property is None:
+            raise ValueError("this ProteinGraph names no vector_property")
+        return self.vector_property
+
+    # -- schema -----------------------------------------------------------------------
+
+    def ensure_id_index(self, timeout_s: float = 600) -> str:
+        """The name of a range index on the id (the user's, a constraint's, or one we make),
+        once ONLINE: keyset export pages and load lookups need it.
+
+        Never a uniqueness constraint of ours: the user's data may hold duplicate ids.
+        """
+        existing = self._read("range_indexes", label=self.label, property=self.id_property)
+        if existing:
+            name = existing[0]["name"]
+        else:
+            name = identifier(f"protembed_{self.label}_{self.id_property}", "index name")
+            self._execute(self._query("create_id_index", index=name))
+        # A new index on a large graph populates in the background; wait for it.
+        self._execute(self._query("await_index"), name=name, timeout=int(timeout_s))
+        return name
+
+    def vector_index(self) -> VectorIndex | None:
+        """The vector index on the model's property, whatever its name, or None."""
+        records = self._read(
+            "vector_indexes", label=self.label, property=self._need_vector_property()
+        )
+        if not records:
+            return None
+        config = (records[0]["options"] or {}).get("indexConfig", {})
+        return VectorIndex(
+            records[0]["name"],
+            config.get("vector.dimensions"),
+            config.get("vector.similarity_function"),
+            records[0]["state"],
+        )
+
+    def check_vector_index(self, dimension: int, create: bool) -> None:
+        """Refuse, before any embedding, vectors that the property's index cannot hold."""
+        prop = self._need_vector_property()
+        index = self.vector_index()
+        if index is not None and index.dimension not in (None, dimension):
+            raise UserError(
+                f"vector index {index.name} on {self.label}.{prop} holds {index.dimension} "
+                f"dimensions but model makes {dimension}; set model.property to another name "
+                f"(one property per model), or drop the index (DROP INDEX {index.name}) if "
+                "its vectors may go, or choose a model of that dimension"
+            )
+        if index is None and create and dimension > MAX_INDEX_DIMENSIONS:
+            raise UserError(
+                f"the model makes {dimension}-dimensional vectors and Neo4j's vector indexes "
+                f"hold at most {MAX_INDEX_DIMENSIONS}; set graph.create_vector_index: false to "
+                "store the vectors without an index, or choose a smaller model"
+            )
+
+    def ensure_vector_index(self, dimension: int, timeout_s: float) -> str:
+        """The (existing or new) cosine vector index on the model's property, once ONLINE."""
+        self.check_vector_index(dimension, create=True)
+        index = self.vector_index()
+        if index is None:
+            name = identifier(f"{self.label}_{self.vector_property}", "vector index name")
+            self._execute(self._query("create_vector_index", index=name), dimension=dimension)
+        else:
+            name = index.name
+        deadline = time.monotonic() + timeout_s
+        while True:
+            index = self.vector_index()
+            state = index.state if index else "MISSING"
+            if state == "ONLINE":
+                return name
+            if state == "FAILED" or time.monotonic() > deadline:
+                raise UserError(f"vector index {name} is {state}, not ONLINE, after {timeout_s} s")
+            time.sleep(0.2)
+
+    def stores_native_vectors(self) -> bool:
+        """Whether the database can store Cypher 25 VECTOR values: Neo4j 2025.10+ with a
+        block-format store (Enterprise, Aura). Elsewhere vectors are float32 lists."""
+        try:
+            self._execute("CYPHER 25 RETURN vector([1.0], 1, FLOAT32) AS v", read=True)
+        except ClientError:
+            return False  # before 2025.10 the version, the function or the type is unknown
+        records, _, _ = self._execute("CALL db.info() YIELD name", read=True)
+        stores, _, _ = self._execute(
+            "SHOW DATABASES YIELD name, store WHERE name = $name RETURN store",
+            read=True,
+            name=records[0]["name"],
+        )
+        return bool(stores) and str(stores[0]["store"]).startswith("block")
+
+    # -- export -----------------------------------------------------------------------
+
+    def export_rows(self, page_size: int) -> Iterator[ExportRow]:
+        """Every protein with a string id and a sequence, in (id, elementId) order, one
+        page at a time.
+
+        Keyset pages (served in id order by the id's range index) stay fast and correct
+        while others write to the graph, unlike SKIP/LIMIT, and each page is its own short
+        read transaction. A page travels as one collected list: record by record, Bolt's
+        per-record messages cost 4 to 10 times more on both ends.
+        """
+        self._need_vector_property()
+        query = self._query("export_page")
+        after, after_node = "", ""
+        while True:
+            records, _, _ = self._execute(
+                query, read=True, after=after, after_node=after_node, limit=page_size
+            )
+            page = records[0]["page"]
+            for row in page:
+                yield ExportRow(*row)
+            if len(page) < page_size:
+                return
+            after, after_node = page[-1][0], page[-1][4]
+
+    def without_string_id(self) -> list[tuple[str, str]]:
+        """(elementId, reason) of proteins with a sequence but no string id: they cannot be
+        written back."""
+        return [
+            (
+                record["node"],
+                f"{self.id_property} is missing"
+                if record["missing"]
+                else f"{self.id_property} is not a string",
+            )
+            for record in self._read("without_string_id")
+        ]
+
+    def count_with_sequence(self) -> int:
+        return self._read("count_with_sequence")[0]["n"]
+
+    # -- one property, one vector space -----------------------------------------------
+
+    def stored_space(self) -> tuple[str, dict] | None:
+        """One stored vector's or rejection's protein id and its model and SPACE_PROVENANCE
+        (None where a rejection has none), or None when the property holds neither. Every
+        load passes check_same_space, so one stands for all."""
+        self._need_vector_property()
+        records = self._read("stored_space")
+        return (records[0]["id"], records[0]["space"]) if records else None
+
+    def check_same_space(self, provenance: dict, keys: Iterable[str] = SPACE_PROVENANCE) -> None:
+        """Refuse vectors that would not be comparable with those the property holds."""
+        stored = self.stored_space()
+        if stored is None:
+            return
+        protein_id, space = stored
+        differs = [k for k in keys if space[k] is not None and space[k] != provenance[k]]
+        if differs:
+            details = "; ".join(f"{k} {space[k]!r} there, {provenance[k]!r} now" for k in differs)
+            raise UserError(
+                f"{self.label}.{self.vector_property} already holds vectors that this run's "
+                f"would not be comparable with (e.g. {protein_id}: {details}); nothing was "
+                "written. Set model.property to a new name, or remove the old vectors first"
+            )
+
+    # -- load -------------------------------------------------------------------------
+
+    def write_vectors(
+        self,
+        batches: Iterable[VectorBatch],
+        provenance: dict,
+        *,
+        writers: int = 1,
+        native: bool = False,
+    ) -> WriteResult:
+        """Store float32 vectors with their provenance, one transaction per batch, `writers`
+        transactions at a time (batches hold disjoint ids).
+
+        `provenance` maps RUN_PROVENANCE names to the values every vector of this run
+        shares. execute_query retries transient errors (deadlocks, leader switches) itself.
+        """
+        prop = self._need_vector_property()
+        store = self._query("store_native" if native else "store_list", cypher="")
+        # The VECTOR type is Cypher 25's.
+        query = self._query("write_vectors", "CYPHER 25 " if native else None, store=store)
+        properties = {f"{prop}_{k}": v for k, v in provenance.items()}
+
+        def write(batch: VectorBatch) -> WriteResult:
+            # One float64 matrix, not lists: the driver formats every RUN's parameters with
+            # repr() even when debug logging is off, and a numpy array's repr is abbreviated.
+            records, _, _ = self._execute(
+                query,
+                ids=batch.ids,
+                sequences=batch.sequences,
+                sha256=batch.sequence_sha256,
+                handling=batch.long_sequence_handling,
+                vectors=np.asarray(batch.vectors, dtype=np.float64),
+                dimension=batch.vectors.shape[1],
+                property=prop,
+                provenance=properties,
+            )
+            return _result(records[0], batch.ids)
+
+        return WriteResult.total(_in_parallel(write, batches, writers))
+
+    def write_rejections(self, rows: list[dict], provenance: dict) -> WriteResult:
+        """Record on each node that still holds the row's sequence why this model gave it
+        no vector (and which model: the REJECTION_PROVENANCE of `provenance`), so the next
+        run skips it until its sequence changes, and drop a vector made from an earlier
+        sequence. Rows: dicts of id, sequence, sha256 and reason."""
+        prop = self._need_vector_property()
+        stale = ", ".join(
+            [f"p.{prop}"]
+            + [
+                f"p.{prop}_{k}"
+                for k in (*RUN_PROVENANCE, "long_sequence_handling")
+                if k not in REJECTION_PROVENANCE
+            ]
+        )
+        records, _, _ = self._execute(
+            self._query("write_rejections", stale=stale),
+            rows=rows,
+            who={f"{prop}_{k}": provenance[k] for k in REJECTION_PROVENANCE},
+        )
+        return _result(records[0], [row["id"] for row in rows])
+
+    # -- questions --------------------------------------------------------------------
+
+    def nearest_neighbours(self, protein_id: str, k: int = 10) -> list[tuple[str, float]]:
+        """The k proteins most similar to `protein_id` by the model's vector index, best
+        first (the SEARCH clause where the server has it, else db.index.vector.queryNodes)."""
+        index = self.vector_index()
+        if index is None:
+            raise UserError(
+                f"no vector index on {self.label}.{self.vector_property}; run the workflow"
+            )
+        if self.server.has_search_clause:
+            query = self._query("neighbours_search", index=identifier(index.name, "index"))
+        else:
+            query = self._query("neighbours_procedure")
+        records, _, _ = self._execute(query, read=True, id=protein_id, index=index.name, k=k)
+        return [(record["id"], record["score"]) for record in records]
+
+    def count_with_vector(self) -> int:
+        self._need_vector_property()
+        return self._read("count_with_vector")[0]["n"]
+
+    def add_proteins(self, proteins: list[dict], batch_size: int = 1000) -> None:
+        """Create or update protein nodes from dicts holding the id and sequence properties."""
+        query = self._query("add_proteins")
+        for start in range(0, len(proteins), batch_size):
+            self._execute(query, rows=proteins[start : start + batch_size])
+
+
+def _result(record: neo4j.Record, ids: list[str]) -> WriteResult:
+    found = set(record["found"])
+    return WriteResult(
+        record["written"] or 0, [protein for i, protein in enumerate(ids) if i not in found]
+    )
+
+
+def _in_parallel(write, batches: Iterable, writers: int) -> Iterator:
+    """write(batch) for each batch, `writers` at a time, reading no further ahead than the
+    writers can take, so that memory stays bounded."""
     if writers == 1:
-        return sum(map(write, batches))
-    written = 0
+        yield from map(write, batches)
+        return
     with ThreadPoolExecutor(writers) as pool:
         pending: set[Future] = set()
         for batch in batches:
-            # Read no further ahead than the writers can take: memory stays bounded.
             if len(pending) > writers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                written += sum(future.result() for future in done)
+                yield from (future.result() for future in done)
             pending.add(pool.submit(write, batch))
-        written += sum(future.result() for future in pending)
-    return written
+        yield from (future.result() for future in pending)
 
 
-def stored_space(
-    driver: neo4j.Driver, database: str | None, graph: ProteinGraph, vector_property: str
-) -> tuple[str, dict] | None:
-    """One stored vector's or rejection's protein id and its model and SPACE_PROVENANCE
-    (None where a rejection has none), or None when the property holds neither. Every load
-    passes check_same_space, so one stands for all."""
-    prop = identifier(vector_property, "model.property")
-    rejected = provenance_property(prop, "rejected")
-    fields = ", ".join(
-        f"{k}: p.{provenance_property(prop, k)}" for k in ("model", *SPACE_PROVENANCE)
-    )
-    records, _, _ = driver.execute_query(
-        f"MATCH (p:{graph.label}) WHERE p.{prop} IS NOT NULL OR p.{rejected} IS NOT NULL "
-        f"RETURN p.{graph.id_property} AS id, {{{fields}}} AS space LIMIT 1",
-        database_=database,
-        routing_=neo4j.RoutingControl.READ,
-    )
-    return (records[0]["id"], records[0]["space"]) if records else None
+def rust_extension_loaded() -> bool:
+    """Whether the driver packs and unpacks Bolt messages with neo4j-rust-ext."""
+    from neo4j._codec.packstream import v1  # private, but the one place the driver says so
 
-
-def check_same_space(
-    driver: neo4j.Driver,
-    database: str | None,
-    graph: ProteinGraph,
-    vector_property: str,
-    provenance: dict,
-    keys: Iterable[str] = SPACE_PROVENANCE,
-) -> None:
-    """Refuse vectors that would not be comparable with those the property holds."""
-    stored = stored_space(driver, database, graph, vector_property)
-    if stored is None:
-        return
-    protein_id, space = stored
-    differs = [k for k in keys if space[k] is not None and space[k] != provenance[k]]
-    if differs:
-        details = "; ".join(f"{k} {space[k]!r} there, {provenance[k]!r} now" for k in differs)
-        raise UserError(
-            f"{graph.label}.{vector_property} already holds vectors that this run's would not "
-            f"be comparable with (e.g. {protein_id}: {details}); nothing was written. Set "
-            "model.property to a new name, or remove the old vectors first"
-        )
-
-
-def write_rejections(
-    driver: neo4j.Driver,
-    database: str | None,
-    graph: ProteinGraph,
-    vector_property: str,
-    rows: list[dict],
-    provenance: dict,
-) -> int:
-    """Record on each node why this model gave it no vector (and which model: the
-    REJECTION_PROVENANCE of `provenance`), so the next run skips it until its sequence
-    changes, and drop a vector made from an earlier sequence. Returns how many nodes changed."""
-    p, pid = graph.label, graph.id_property
-    prop = identifier(vector_property, "model.property")
-    sha = provenance_property(prop, "sequence_sha256")
-    rejected = provenance_property(prop, "rejected")
-    stale = ", ".join(
-        [f"p.{prop}"]
-        + [
-            f"p.{provenance_property(prop, k)}"
-            for k in (*RUN_PROVENANCE, "long_sequence_handling")
-            if k not in REJECTION_PROVENANCE
-        ]
-    )
-    records, _, _ = driver.execute_query(
-        f"UNWIND $rows AS row MATCH (p:{p} {{{pid}: row.id}}) "
-        f"WHERE p.{sha} IS NULL OR p.{sha} <> row.sha256 "
-        f"OR coalesce(p.{rejected}, '') <> row.reason "
-        f"SET p += $who, p.{sha} = row.sha256, p.{rejected} = row.reason REMOVE {stale} "
-        "RETURN count(p) AS written",
-        rows=rows,
-        who={provenance_property(prop, k): provenance[k] for k in REJECTION_PROVENANCE},
-        database_=database,
-    )
-    return records[0]["written"]
-
-
-def vector_index_name(graph: ProteinGraph, vector_property: str) -> str:
-    return identifier(f"{graph.label}_{vector_property}", "vector index name")
-
-
-def ensure_vector_index(
-    driver: neo4j.Driver,
-    database: str | None,
-    graph: ProteinGraph,
-    vector_property: str,
-    dimension: int,
-    timeout_s: float,
-) -> str:
-    """Create (if missing) the cosine vector index on the property and wait until ONLINE."""
-    existing = _vector_index_on(driver, database, graph, vector_property)
-    if existing is None:
-        name = vector_index_name(graph, vector_property)
-        driver.execute_query(
-            f"CREATE VECTOR INDEX {name} IF NOT EXISTS FOR (p:{graph.label}) "
-            f"ON p.{vector_property} OPTIONS {{indexConfig: {{"
-            "`vector.dimensions`: $dimension, `vector.similarity_function`: 'cosine'}}",
-            dimension=dimension,
-            database_=database,
-        )
-    else:
-        name, existing_dimension = existing
-        if existing_dimension not in (None, dimension):
-            raise UserError(
-                f"vector index {name} on {graph.label}.{vector_property} has "
-                f"{existing_dimension} dimensions but the model makes {dimension}; drop the "
-                "index or choose another model.property"
-            )
-    deadline = time.monotonic() + timeout_s
-    while True:
-        records, _, _ = driver.execute_query(
-            "SHOW VECTOR INDEXES YIELD name, state, populationPercent "
-            "WHERE name = $name RETURN state, populationPercent",
-            name=name,
-            database_=database,
-            routing_=neo4j.RoutingControl.READ,
-        )
-        state = records[0]["state"] if records else "MISSING"
-        if state == "ONLINE":
-            return name
-        if state == "FAILED" or time.monotonic() > deadline:
-            raise UserError(f"vector index {name} is {state}, not ONLINE, after {timeout_s} s")
-        time.sleep(0.2)
-
-
-def _vector_index_on(
-    driver: neo4j.Driver, database: str | None, graph: ProteinGraph, vector_property: str
-) -> tuple[str, int | None] | None:
-    records, _, _ = driver.execute_query(
-        "SHOW VECTOR INDEXES YIELD name, labelsOrTypes, properties, options "
-        "WHERE labelsOrTypes = [$label] AND properties = [$property] "
-        "RETURN name, options",
-        label=graph.label,
-        property=vector_property,
-        database_=database,
-        routing_=neo4j.RoutingControl.READ,
-    )
-    if not records:
-        return None
-    config = (records[0]["options"] or {}).get("indexConfig", {})
-    return records[0]["name"], config.get("vector.dimensions")
-
-
-def nearest_neighbours(
-    driver: neo4j.Driver,
-    database: str | None,
-    graph: ProteinGraph,
-    vector_property: str,
-    protein_id: str,
-    k: int = 10,
-) -> list[tuple[str, float]]:
-    """The k proteins most similar to `protein_id` by the model's vector index, best first."""
-    existing = _vector_index_on(driver, database, graph, identifier(vector_property, "property"))
-    if existing is None:
-        raise UserError(f"no vector index on {graph.label}.{vector_property}; run the workflow")
-    p, pid = graph.label, graph.id_property
-    records, _, _ = driver.execute_query(
-        f"MATCH (q:{p} {{{pid}: $id}}) WHERE q.{vector_property} IS NOT NULL "
-        "CALL db.index.vector.queryNodes($index, $k + 1, q." + vector_property + ") "
-        "YIELD node, score WHERE node <> q "
-        f"RETURN node.{pid} AS id, score ORDER BY score DESC LIMIT $k",
-        id=protein_id,
-        index=existing[0],
-        k=k,
-        database_=database,
-        routing_=neo4j.RoutingControl.READ,
-    )
-    return [(record["id"], record["score"]) for record in records]
-
-
-def count_with_vector(
-    driver: neo4j.Driver, database: str | None, graph: ProteinGraph, vector_property: str
-) -> int:
-    records, _, _ = driver.execute_query(
-        f"MATCH (p:{graph.label}) WHERE p.{identifier(vector_property, 'property')} IS NOT NULL "
-        "RETURN count(p) AS n",
-        database_=database,
-        routing_=neo4j.RoutingControl.READ,
-    )
-    return records[0]["n"]
-
-
-def add_proteins(
-    driver: neo4j.Driver,
-    database: str | None,
-    graph: ProteinGraph,
-    proteins: list[dict],
-    batch_size: int = 1000,
-) -> None:
-    """Create or update protein nodes from dicts holding the id and sequence properties."""
-    query = (
-        f"UNWIND $rows AS row MERGE (p:{graph.label} {{{graph.id_property}: "
-        f"row.{graph.id_property}}}) SET p += row"
-    )
-    for start in range(0, len(proteins), batch_size):
-        driver.execute_query(query, rows=proteins[start : start + batch_size], database_=database)
+    return getattr(v1, "_rust_pack", None) is not None

@@ -1,9 +1,10 @@
 """A throwaway Neo4j server that the project starts itself, for tests and the demo.
 
 The server is embedded Neo4j Community with a Bolt connector on 127.0.0.1, built from
-``tools/neo4j-launcher`` with Maven (needs ``java`` 17+ and ``mvn``; no Docker)::
+``tools/neo4j-launcher`` with Maven (no Docker), in either line users run: 5.26 LTS (Java
+17 or 21) or the newest calendar release (Java 21+)::
 
-    with LocalNeo4j().start(tmp_path / "neo4j", password="a-long-secret") as neo:
+    with LocalNeo4j(LATEST).start(tmp_path / "neo4j", password="a-long-secret") as neo:
         driver = neo4j.GraphDatabase.driver(neo.uri, auth=(neo.user, neo.password))
 """
 
@@ -20,45 +21,94 @@ LAUNCHER_DIR = Path("tools") / "neo4j-launcher"
 JAR_NAME = "neo4j-launcher.jar"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# The two lines users run: the LTS, and the newest calendar release on Maven Central.
+LTS = "5.26.30"
+LATEST = "2026.08.1"
+VERSIONS = (LTS, LATEST)
 
-def build_launcher(repo_root: Path = REPO_ROOT) -> Path:
-    """Build the launcher jar unless it is newer than the pom and Java sources; return its path."""
+
+def java_majors(version: str) -> range:
+    """The Java feature releases a Neo4j version runs on: 17 and 21 for 5.x, 21 on later."""
+    return range(17, 22) if version.startswith("5.") else range(21, 100)
+
+
+def build_launcher(repo_root: Path = REPO_ROOT, version: str = LTS) -> Path:
+    """Build the launcher jar for one Neo4j version (into target/VERSION/) unless it is newer
+    than the pom and Java sources; return its path."""
     project = Path(repo_root) / LAUNCHER_DIR
-    jar = project / "target" / JAR_NAME
+    target = project / "target" / version
+    jar = target / JAR_NAME
     sources = [project / "pom.xml", *sorted((project / "src").rglob("*.java"))]
     newest_source = max(path.stat().st_mtime for path in sources)
-    built = jar.is_file() and (project / "target" / "lib").is_dir()
-    if built and jar.stat().st_mtime > newest_source:
+    if jar.is_file() and (target / "lib").is_dir() and jar.stat().st_mtime > newest_source:
         return jar
-    for tool in ("java", "mvn"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(
-                f"`{tool}` is not on PATH; the local Neo4j server needs a JDK (17+) and Maven "
-                f"to build {project}"
-            )
+    if shutil.which("mvn") is None:
+        raise RuntimeError(
+            f"`mvn` is not on PATH; the local Neo4j server needs Maven and a JDK to build {project}"
+        )
     result = subprocess.run(
-        ["mvn", "-q", "-B", "-Dstyle.color=never", "package"],
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-Dstyle.color=never",
+            f"-Dneo4j.version={version}",
+            f"-Dmaven.compiler.release={java_majors(version).start}",
+            "package",
+        ],
         cwd=project,
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "JAVA_HOME": str(find_java_home(version))},
     )
     if result.returncode != 0:
         tail = (result.stdout + result.stderr)[-4000:]
-        raise RuntimeError(f"`mvn package` failed in {project}:\n{tail}")
+        raise RuntimeError(f"`mvn package` for Neo4j {version} failed in {project}:\n{tail}")
     # Maven leaves an unchanged jar alone; touch it so a touched pom does not rebuild each time.
     jar.touch()
     return jar
 
 
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
-    if java is None:
-        raise RuntimeError("`java` (17+) is not on PATH; the local Neo4j server needs it")
-    return java
+def find_java_home(version: str) -> Path:
+    """A JDK that Neo4j `version` runs on: JAVA_HOME, the `java` on PATH, or one under
+    /usr/lib/jvm, in that order of preference."""
+    candidates = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]))
+    if shutil.which("java"):
+        candidates.append(Path(shutil.which("java")).resolve().parents[1])
+    candidates += sorted(Path("/usr/lib/jvm").glob("*"))
+    wanted, found = java_majors(version), []
+    for home in candidates:
+        major = _java_major(home)
+        if major is None:
+            continue
+        if major in wanted and (home / "bin" / "javac").is_file():
+            return home
+        found.append(f"{home} (Java {major})")
+    needs = (
+        f"Java {wanted.start} to {wanted.stop - 1}"
+        if wanted.stop < 100
+        else (f"Java {wanted.start} or newer")
+    )
+    raise RuntimeError(
+        f"Neo4j {version} needs a JDK of {needs}; found {', '.join(found) or 'no JDK'}. "
+        "Install one (e.g. Eclipse Temurin, or Debian's openjdk-NN-jdk-headless) or point "
+        "JAVA_HOME at it"
+    )
+
+
+def _java_major(home: Path) -> int | None:
+    """The feature release of the JDK at `home`, from its `release` file."""
+    release = home / "release"
+    if not (home / "bin" / "java").is_file() or not release.is_file():
+        return None
+    for line in release.read_text().splitlines():
+        if line.startswith("JAVA_VERSION="):
+            number = line.partition("=")[2].strip('"').split(".")[0]
+            return int(number) if number.isdigit() else None
+    return None
 
 
 class LocalNeo4j:
@@ -69,12 +119,14 @@ class LocalNeo4j:
 
     def __init__(
         self,
+        version: str = LTS,
         repo_root: Path = REPO_ROOT,
         heap: str = "1g",
         page_cache_mib: int = 256,
         ready_timeout: float = 180.0,
         stop_timeout: float = 60.0,
     ) -> None:
+        self.version = version
         self.repo_root = Path(repo_root)
         self.heap = heap
         self.page_cache_mib = page_cache_mib
@@ -98,14 +150,14 @@ class LocalNeo4j:
         if len(password) < 8:
             # Neo4j's own rule (dbms.security.auth_minimum_password_length); fail before the JVM.
             raise ValueError("a Neo4j password must be at least 8 characters")
-        jar = build_launcher(self.repo_root)
+        jar = build_launcher(self.repo_root, self.version)
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "neo4j-launcher.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
         log_start = self._log.tell()
         command = [
-            _java(),
+            str(find_java_home(self.version) / "bin" / "java"),
             f"-Xmx{self.heap}",
             # C1 only: starts Neo4j in about 60 % of the time; tests and the demo are tiny loads.
             "-XX:TieredStopAtLevel=1",

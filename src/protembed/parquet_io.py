@@ -35,8 +35,15 @@ SPILL_SCHEMA = pa.schema(
     ]
 )
 
+# The sequence travels with each vector and rejection to the load, which writes it only to
+# a node that still holds that sequence (ids may repeat; sequences change under a run).
 REJECTS_SCHEMA = pa.schema(
-    [("id", pa.string()), ("sequence_sha256", pa.string()), ("reason", pa.string())]
+    [
+        ("id", pa.string()),
+        ("sequence_sha256", pa.string()),
+        ("reason", pa.string()),
+        ("sequence", pa.large_string()),
+    ]
 )
 
 
@@ -44,6 +51,7 @@ def shard_embeddings_schema(dimension: int) -> pa.Schema:
     return pa.schema(
         [
             ("sequence_sha256", pa.string()),
+            ("sequence", pa.large_string()),
             ("ids", pa.list_(pa.string())),
             ("vector", pa.list_(pa.float32(), dimension)),
             ("residues", pa.int32()),
@@ -53,12 +61,14 @@ def shard_embeddings_schema(dimension: int) -> pa.Schema:
 
 
 def embeddings_schema(dimension: int) -> pa.Schema:
-    """The run's merged dataset: one row per protein."""
+    """The run's merged dataset: one row per protein node (nodes that share an id and a
+    sequence share a row's content)."""
     return pa.schema(
         [
             ("id", pa.string()),
             ("model", pa.string()),
             ("sequence_sha256", pa.string()),
+            ("sequence", pa.large_string()),
             ("vector", pa.list_(pa.float32(), dimension)),
             ("residues", pa.int32()),
             ("long_sequence_handling", pa.string()),

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from . import __version__, graph, parquet_io
 from .errors import RejectedSequence, UserError
-from .names import embedding_kind, vector_property
+from .names import embedding_kind
 from .sequences import sequence_sha256, shard_of
 
 log = logging.getLogger(__name__)
@@ -34,44 +34,26 @@ def _versions() -> dict:
 def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
     """Stream the proteins that need a vector from this model into hash-assigned shards.
 
-    Memory stays bounded whatever the graph's size: pages of proteins go to spill files on
-    disk as they arrive, and each shard is grouped by sequence (identical sequences share a
-    shard) from its spill file once the graph has been read.
+    Every node with the label and a sequence ends up counted once: exported, up to date, or
+    rejected with its reason. Memory stays bounded whatever the graph's size: pages of
+    proteins go to spill files on disk as they arrive, and each shard is grouped by
+    sequence (identical sequences share a shard) from its spill file once the graph has
+    been read.
     """
-    protein = graph.ProteinGraph.from_config(config)
-    prop = vector_property(config)
-    connection = graph.Connection.from_env()
-    database = connection.database
     counts = defaultdict(int)
-    rejects: list[dict] = []
     with (
-        graph.connect(connection) as driver,
+        graph.ProteinGraph.from_config(config) as proteins,
         _ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill,
     ):
-        graph.ensure_id_index(driver, database, protein)
-        # Before any embedding: with new weights under an old property, every protein
-        # would look up to date and the run would silently change nothing.
-        graph.check_same_space(driver, database, protein, prop, *_expected_space(config))
-        for element_id in graph.unaddressable_proteins(driver, database, protein):
-            rejects.append(
-                {
-                    "id": element_id,
-                    "sequence_sha256": None,
-                    "reason": f"{protein.id_property} is missing or not a string "
-                    "(id shown is the node's elementId)",
-                }
-            )
-        for row in graph.export_rows(
-            driver, database, protein, prop, config["graph"]["export_page_size"]
-        ):
-            counts["proteins_with_sequence"] += 1
+        _check_before_embedding(config, proteins)
+        rejects = [
+            _reject(node, None, None, f"{reason} (id shown is the node's elementId)")
+            for node, reason in proteins.without_string_id()
+        ]
+        for row in proteins.export_rows(config["graph"]["export_page_size"]):
             if not isinstance(row.sequence, str):
                 rejects.append(
-                    {
-                        "id": row.id,
-                        "sequence_sha256": None,
-                        "reason": f"{protein.sequence_property} is not a string",
-                    }
+                    _reject(row.id, None, None, f"{proteins.sequence_property} is not a string")
                 )
                 continue
             sha = sequence_sha256(row.sequence)
@@ -81,29 +63,50 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
             spill.add(shard_of(sha, len(shard_paths)), sha, row.sequence, row.id)
             counts["exported"] += 1
         shards = spill.write_shards(shard_paths)
+        server = {"version": proteins.server.version, "edition": proteins.server.edition}
     manifest = {
-        "label": protein.label,
-        "id_property": protein.id_property,
-        "sequence_property": protein.sequence_property,
-        "property": prop,
+        "label": proteins.label,
+        "id_property": proteins.id_property,
+        "sequence_property": proteins.sequence_property,
+        "property": proteins.vector_property,
         "model": config["model"]["name"],
-        "proteins_with_sequence": counts["proteins_with_sequence"],
+        "proteins_with_sequence": counts["exported"] + counts["up_to_date"] + len(rejects),
         "up_to_date": counts["up_to_date"],
         "exported": counts["exported"],
         "unique_sequences": sum(s["sequences"] for s in shards),
         "rejected_at_export": rejects,
         "shards": shards,
+        "server": server,
         "created": _now(),
     }
     parquet_io.write_json(manifest, manifest_path)
     log.info(
-        "exported %d proteins (%d unique sequences) into %d shards; %d already up to date",
+        "exported %d proteins (%d unique sequences) into %d shards; %d already up to date, "
+        "%d rejected",
         manifest["exported"],
         manifest["unique_sequences"],
         len(shards),
         manifest["up_to_date"],
+        len(rejects),
     )
     return manifest
+
+
+def _check_before_embedding(config: dict, proteins: graph.ProteinGraph) -> None:
+    """What would make the load fail or the vectors useless, refused before any GPU time."""
+    from .adapters import expected_dimension
+
+    proteins.ensure_id_index()
+    # With new weights under an old property, every protein would look up to date and
+    # the run would silently change nothing.
+    proteins.check_same_space(*_expected_space(config))
+    dimension = expected_dimension(config["model"]["name"])
+    if dimension is not None:
+        proteins.check_vector_index(dimension, create=config["graph"]["create_vector_index"])
+
+
+def _reject(protein_id: str, sha256: str | None, sequence: str | None, reason: str) -> dict:
+    return {"id": protein_id, "sequence_sha256": sha256, "reason": reason, "sequence": sequence}
 
 
 class _ShardSpill:
@@ -279,6 +282,7 @@ def embed(
     table = pa.table(
         {
             "sequence_sha256": [row["sequence_sha256"] for row, _ in done],
+            "sequence": [row["sequence"] for row, _ in done],
             "ids": [row["ids"] for row, _ in done],
             "vector": parquet_io.vectors_array(vectors),
             "residues": [r.residues for _, r in done],
@@ -354,9 +358,7 @@ def _expected_space(config: dict) -> tuple[dict, list[str]]:
 
 
 def _rejects(row: dict, reason: str) -> list[dict]:
-    return [
-        {"id": i, "sequence_sha256": row["sequence_sha256"], "reason": reason} for i in row["ids"]
-    ]
+    return [_reject(i, row["sequence_sha256"], row["sequence"], reason) for i in row["ids"]]
 
 
 def _embedding_metadata(config: dict, adapter, kind) -> dict:
@@ -415,14 +417,10 @@ def model_revision(name: str, adapter=None) -> str:
                     tail = weights.read()
                 digest.update(f"{path.name}:{size}:".encode() + head + tail)
         return digest.hexdigest()[:40]
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-    except ImportError:  # the graph-only environment: the export then compares names
-        return "unknown"
+    from .adapters import hub_snapshot
 
-    # What from_pretrained resolved `main` to, as the hub cache records it.
-    ref = Path(HF_HUB_CACHE) / f"models--{name.replace('/', '--')}" / "refs" / "main"
-    return ref.read_text().strip() if ref.is_file() else "unknown"
+    snapshot = hub_snapshot(name)
+    return snapshot.name if snapshot else "unknown"
 
 
 def merge(
@@ -459,6 +457,7 @@ def merge(
                     "id": pa.compute.list_flatten(table["ids"]),
                     "model": pa.array([model] * len(rows), pa.string()),
                     "sequence_sha256": table["sequence_sha256"].take(rows),
+                    "sequence": table["sequence"].take(rows),
                     "vector": table["vector"].take(rows),
                     "residues": table["residues"].take(rows),
                     "long_sequence_handling": table["long_sequence_handling"].take(rows),
@@ -498,63 +497,54 @@ def merge(
 def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: str) -> dict:
     """Write the run's vectors and rejections into the graph; make sure the index is ONLINE.
 
-    Batches stream from the Parquet file, so memory does not grow with the run's size.
+    Each goes only to the nodes that still hold the sequence it was made from; rows whose
+    sequence no node holds any more (deleted or changed since the export) are listed in the
+    receipt, and the next run embeds what those nodes hold now. Batches stream from the
+    Parquet file, so memory does not grow with the run's size.
     """
-    protein = graph.ProteinGraph.from_config(config)
-    prop = vector_property(config)
     settings = config["graph"]
     batch_size = settings["write_batch_size"]
     metadata = parquet_io.read_metadata(embeddings_path)
     total = parquet_io.count_rows(embeddings_path)
-    written = rejected = 0
+    vectors = rejections = graph.WriteResult(0, [])
     index = None
-    connection = graph.Connection.from_env()
-    with graph.connect(connection) as driver:
-        native = graph.stores_native_vectors(driver, connection.database)
+    with graph.ProteinGraph.from_config(config) as proteins:
+        native = proteins.stores_native_vectors()
         started = time.monotonic()
         # Rejections to write come from embed jobs that loaded the model, so whenever
         # there is anything to write, the metadata says what made it.
         provenance = _provenance(metadata) if metadata.get("dimension") else None
         if provenance:
-            graph.check_same_space(driver, connection.database, protein, prop, provenance)
+            proteins.check_same_space(provenance)
         if total:
-            written = graph.write_vectors(
-                driver,
-                connection.database,
-                protein,
-                prop,
+            vectors = proteins.write_vectors(
                 _vector_batches(embeddings_path, batch_size),
                 provenance,
                 writers=settings["writers"],
                 native=native,
             )
-        for batch in parquet_io.iter_batches(rejects_path, batch_size):
-            rejections = [
-                {"id": r["id"], "sha256": r["sequence_sha256"], "reason": r["reason"]}
-                for r in batch.to_pylist()
-                if r["sequence_sha256"] is not None
-            ]
-            if rejections:
-                rejected += graph.write_rejections(
-                    driver, connection.database, protein, prop, rejections, provenance
-                )
+        rejections = graph.WriteResult.total(
+            proteins.write_rejections(rows, provenance)
+            for rows in _rejection_batches(rejects_path, batch_size)
+        )
         seconds = time.monotonic() - started
         dimension = metadata.get("dimension")
         if settings["create_vector_index"] and dimension:
-            index = graph.ensure_vector_index(
-                driver,
-                connection.database,
-                protein,
-                prop,
-                dimension,
-                settings["index_online_timeout_s"],
-            )
+            index = proteins.ensure_vector_index(dimension, settings["index_online_timeout_s"])
+    if vectors.missing or rejections.missing:
+        log.warning(
+            "%d vectors and %d rejections were not written: no node with their id holds "
+            "their sequence any more (deleted or changed since the export; see the receipt)",
+            len(vectors.missing),
+            len(rejections.missing),
+        )
     receipt = {
         "rows": total,
-        "written": written,
-        "unchanged": total - written,
-        "rejections_written": rejected,
-        "property": prop,
+        "written": vectors.written,
+        "unchanged": total - vectors.written - len(vectors.missing),
+        "rejections_written": rejections.written,
+        "not_written_sequence_gone": sorted(set(vectors.missing + rejections.missing)),
+        "property": proteins.vector_property,
         "vector_type": "VECTOR" if native else "float32 list (db.create.setNodeVectorProperty)",
         "writers": settings["writers"],
         "write_seconds": round(seconds, 3),
@@ -563,7 +553,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         "created": _now(),
     }
     parquet_io.write_json(receipt, receipt_path)
-    log.info("loaded: %s", receipt)
+    log.info("loaded: %s", {k: v for k, v in receipt.items() if k != "not_written_sequence_gone"})
     return receipt
 
 
@@ -572,10 +562,29 @@ def _vector_batches(path: str, batch_size: int) -> Iterator[graph.VectorBatch]:
         vectors = batch["vector"]
         yield graph.VectorBatch(
             ids=batch["id"].to_pylist(),
+            sequences=batch["sequence"].to_pylist(),
             sequence_sha256=batch["sequence_sha256"].to_pylist(),
             long_sequence_handling=batch["long_sequence_handling"].to_pylist(),
             vectors=vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size),
         )
+
+
+def _rejection_batches(path: str, batch_size: int) -> Iterator[list[dict]]:
+    """Rejections that can be recorded on a node: those with a sequence (an id-less node,
+    or one whose sequence is no string, has nothing to record the verdict against)."""
+    for batch in parquet_io.iter_batches(path, batch_size):
+        rows = [
+            {
+                "id": r["id"],
+                "sequence": r["sequence"],
+                "sha256": r["sequence_sha256"],
+                "reason": r["reason"],
+            }
+            for r in batch.to_pylist()
+            if r["sequence"] is not None
+        ]
+        if rows:
+            yield rows
 
 
 def _provenance(metadata: dict) -> dict:

@@ -5,6 +5,8 @@ Light on imports (no torch until a model is loaded): the Snakefile reads `enviro
 
 import importlib
 import json
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +74,61 @@ def environment(model: dict) -> str:
 
 def _environment_file(family: str) -> str:
     return ENVIRONMENTS.get(family, "embed.yaml")
+
+
+# Widths of published models whose files may not be on this machine yet when the export
+# runs (the first embed job downloads them), by a distinctive part of the name.
+_KNOWN_DIMENSIONS = {
+    "esm2_t6_8m": 320,
+    "esm2_t12_35m": 480,
+    "esm2_t30_150m": 640,
+    "esm2_t33_650m": 1280,
+    "esm2_t36_3b": 2560,
+    "esm2_t48_15b": 5120,
+    "esmc_300m": 960,
+    "esmc-300m": 960,
+    "esmc_600m": 1152,
+    "esmc-600m": 1152,
+    "esmc-6b": 2560,
+    "esm3": 1536,
+    "prot_t5_xl": 1024,
+}
+_KMER = re.compile(r"kmer[-_]?(\d+)$")
+
+
+def expected_dimension(name: str) -> int | None:
+    """The width of a model's vectors without loading it (the export runs before any model
+    is loaded, in an environment without torch): from its config.json where the files are
+    here (a local directory or the hub cache), else from its published name; None if
+    neither tells."""
+    for directory in (Path(name), hub_snapshot(name)):
+        config_file = directory / "config.json" if directory else None
+        if config_file and config_file.is_file():
+            config = json.loads(config_file.read_text())
+            for key in ("hidden_size", "d_model"):
+                if isinstance(config.get(key), int):
+                    return config[key]
+    kmer = _KMER.search(name.lower())
+    if kmer:
+        return 20 ** int(kmer.group(1))
+    lowered = name.lower()
+    return next((d for marker, d in _KNOWN_DIMENSIONS.items() if marker in lowered), None)
+
+
+def hub_snapshot(name: str) -> Path | None:
+    """The hub cache's snapshot of `name` that from_pretrained resolved `main` to, if any.
+
+    Found the way huggingface_hub lays its cache out, without importing it (the graph-only
+    environment lacks it): HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.
+    """
+    cache = os.environ.get("HF_HUB_CACHE") or str(
+        Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+    )
+    repo = Path(cache) / f"models--{name.replace('/', '--')}"
+    ref = repo / "refs" / "main"
+    if "/" not in name or not ref.is_file():
+        return None
+    return repo / "snapshots" / ref.read_text().strip()
 
 
 def resolve_device(device: str):

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Map;
 import org.neo4j.configuration.GraphDatabaseInternalSettings;
 import org.neo4j.configuration.GraphDatabaseSettings;
@@ -14,6 +15,7 @@ import org.neo4j.configuration.helpers.SocketAddress;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 import org.neo4j.graphdb.GraphDatabaseService;
+import org.neo4j.graphdb.config.Setting;
 import org.neo4j.io.ByteUnit;
 import org.neo4j.kernel.internal.GraphDatabaseAPI;
 
@@ -73,8 +75,7 @@ public final class Neo4jLauncher {
                 // Transaction logs are preallocated at 256 MiB per database by default.
                 .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
                 .setConfig(GraphDatabaseSettings.udc_enabled, false)
-                // Bolt otherwise idles 5 s on shutdown waiting for stragglers; nobody is left.
-                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
+                .setConfig(quietShutdown(), noQuietPeriod())
                 .build();
         Runtime.getRuntime().addShutdownHook(new Thread(dbms::shutdown, "neo4j-launcher-stop"));
         if (Boolean.getBoolean("protembed.exitOnStdinEof")) {
@@ -84,6 +85,17 @@ public final class Neo4jLauncher {
         int boundPort = boltPort(dbms);
         waitForBolt(boundPort);
         return boundPort;
+    }
+
+    /** Bolt otherwise idles 5 s on shutdown waiting for stragglers; nobody is left. */
+    @SuppressWarnings("unchecked")
+    private static Setting<Object> quietShutdown() {
+        return (Setting<Object>) (Setting<?>) GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period;
+    }
+
+    /** The setting is an int of seconds in 5.x and a Duration from 2025 on. */
+    private static Object noQuietPeriod() {
+        return quietShutdown().defaultValue() instanceof Duration ? Duration.ZERO : (Object) 0;
     }
 
     /**
