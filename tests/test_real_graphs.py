@@ -297,3 +297,15 @@ def test_neighbour_queries_raise_no_notification_on_either_server_line(
         )
     assert len(found) == 3
     assert [r.getMessage() for r in caplog.records if r.name == "neo4j.notifications"] == []
+    if proteins_graph_has_search(database):
+        # What the check above would catch: the procedure, in Cypher 25, is deprecated.
+        with caplog.at_level("INFO", logger="neo4j.notifications"):
+            database.execute_query(
+                "CYPHER 25 MATCH (q:Protein) WITH q LIMIT 1 CALL db.index.vector.queryNodes("
+                "'Protein_embedding_kmer_2', 2, q.embedding_kmer_2) YIELD node RETURN node"
+            )
+        assert any("deprecated" in r.getMessage() for r in caplog.records)
+
+
+def proteins_graph_has_search(driver) -> bool:
+    return graph.ProteinGraph(driver).server.has_search_clause
