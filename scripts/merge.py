@@ -12,4 +12,5 @@ with snakemake_job(snakemake):
         snakemake.output.embeddings,
         snakemake.output.rejects,
         snakemake.output.summary,
+        snakemake.output.run_record,
     )

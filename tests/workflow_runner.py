@@ -26,12 +26,16 @@ def write_config(directory: Path, **sections) -> Path:
 
 
 def run_workflow(
-    directory: Path, *args: str, env: dict | None = None, timeout: float = 600
+    directory: Path,
+    *args: str,
+    env: dict | None = None,
+    timeout: float = 600,
+    snakefile: Path = REPO / "workflow" / "Snakefile",
 ) -> subprocess.CompletedProcess:
     command = [
         str(SNAKEMAKE),
         "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
+        str(snakefile),
         "--directory",
         str(directory),
         "--cores",
@@ -39,7 +43,12 @@ def run_workflow(
         *args,
     ]
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=directory,  # nothing may depend on the directory pytest runs in (the repo's)
     )
 
 

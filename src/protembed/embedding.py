@@ -96,8 +96,10 @@ class Embedded:
 
 
 def default_tokens_per_batch(device: torch.device) -> int:
-    # Measured on CPUs: small budgets win there; GPUs want large batches.
-    return 1024 if device.type == "cpu" else 16384
+    # GPUs want large batches. A CPU gets one piece per forward: batching gains nothing
+    # there (BENCHMARKS.md), and in a padded batch a row's last bits depend on its batch
+    # mates, which change with the shard count (README, Reproducibility).
+    return 1 if device.type == "cpu" else 16384
 
 
 def plan_windows(

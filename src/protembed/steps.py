@@ -9,6 +9,8 @@ import datetime
 import hashlib
 import importlib.metadata
 import logging
+import os
+import platform
 import tempfile
 import time
 from collections import defaultdict
@@ -28,7 +30,8 @@ log = logging.getLogger(__name__)
 
 def _versions() -> dict:
     names = ("torch", "transformers", "numpy", "pyarrow", "neo4j")
-    return {"protembed": __version__} | {n: importlib.metadata.version(n) for n in names}
+    versions = {"protembed": __version__, "python": platform.python_version()}
+    return versions | {n: importlib.metadata.version(n) for n in names}
 
 
 def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
@@ -251,7 +254,7 @@ def embed(
             except RejectedSequence as reason:
                 rejects.extend(_rejects(row, str(reason)))
         budget = model["tokens_per_batch"]
-        if budget == "auto":
+        if budget == "auto" or adapter.device.type == "cpu":  # a CPU: always the default
             budget = default_tokens_per_batch(adapter.device)
         budget = max(1, budget // token_budget_divisor)
         started = time.perf_counter()
@@ -366,7 +369,8 @@ def _embedding_metadata(config: dict, adapter, kind) -> dict:
     words, which tokens and which layers (before or after the final norm) they come from."""
     model = config["model"]
     extras = {}
-    for package in ("esm", "sentencepiece"):  # the esm package lives in envs/esm.yaml only
+    # esm lives in envs/esm.yaml only; snakemake where a job runs under it
+    for package in ("esm", "sentencepiece", "snakemake"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             extras[package] = importlib.metadata.version(package)
     metadata = {
@@ -431,8 +435,13 @@ def merge(
     embeddings_path: str,
     rejects_path: str,
     summary_path: str,
+    run_record_path: str | None = None,
 ) -> dict:
-    """One dataset for the run, one row per protein; fails if any protein went missing."""
+    """One dataset for the run, one row per protein; fails if any protein went missing.
+
+    `run_record_path` receives the run record (see run_record); the merged Parquet's
+    metadata then names it under `run_record`, relative to the Parquet's directory.
+    """
     import json
 
     manifest = json.loads(Path(manifest_path).read_text())
@@ -440,6 +449,9 @@ def merge(
     metadata = next((m for m in shard_metadata if m.get("dimension")), None)
     if metadata:  # one shard's speed says nothing about the run's: that goes in summary.json
         metadata = {key: value for key, value in metadata.items() if key != "throughput"}
+        if run_record_path:
+            relative = os.path.relpath(run_record_path, Path(embeddings_path).parent)
+            metadata["run_record"] = relative
     dimension = metadata["dimension"] if metadata else 0
     model = config["model"]["name"]
     embedded = 0
@@ -490,8 +502,54 @@ def merge(
         "throughput": _run_throughput(shard_metadata),
     }
     parquet_io.write_json(summary, summary_path)
+    if run_record_path:
+        record = run_record(config, manifest, metadata, summary, embeddings_path)
+        parquet_io.write_json(record, run_record_path)
     log.info("merged: %s", summary)
     return summary
+
+
+def run_record(
+    config: dict, manifest: dict, metadata: dict | None, summary: dict, embeddings_path: str
+) -> dict:
+    """What a methods section cites about one run: which weights, settings, software and
+    server made the vectors, how many there are, and the merged file's checksum."""
+    embedded = metadata or {}  # no metadata: nothing needed embedding this run
+    digest = hashlib.sha256()
+    with open(embeddings_path, "rb") as merged:
+        for block in iter(lambda: merged.read(1 << 20), b""):
+            digest.update(block)
+    return {
+        "protembed": __version__,
+        "model": {
+            "name": config["model"]["name"],
+            # The hub commit, or for a local directory a fingerprint of its files (see
+            # model_revision); "kmer-counting-N" for the weight-free k-mer baseline.
+            "revision": embedded.get("revision", model_revision(config["model"]["name"])),
+            "family": embedded.get("family"),
+            "implementation": embedded.get("implementation"),
+        },
+        "vectors": {
+            key: embedded.get(key)
+            for key in ("embedding", "representation", "dimension", "layers", "normalized")
+        },
+        "compute": {key: embedded.get(key) for key in ("device", "precision", "attention")},
+        "settings": config,
+        "versions": embedded.get("versions", {"protembed": __version__}),
+        "neo4j_server": manifest.get("server"),
+        "property": manifest["property"],
+        "counts": {
+            "proteins_with_sequence": manifest["proteins_with_sequence"],
+            "up_to_date": manifest["up_to_date"],
+            "exported": manifest["exported"],
+            "unique_sequences": manifest["unique_sequences"],
+            "embedded": summary["embedded"],
+            "rejected": summary["rejected"],
+        },
+        "embeddings": {"path": str(embeddings_path), "sha256": digest.hexdigest()},
+        "exported_at": manifest["created"],
+        "created": _now(),
+    }
 
 
 def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: str) -> dict:

@@ -7,6 +7,7 @@ rule merge_shards:
         embeddings=RUN / "embeddings.parquet",
         rejects=RUN / "rejects.parquet",
         summary=RUN / "summary.json",
+        run_record=RUN / "run.json",
     log:
         RUN / "logs" / "merge.log",
     localrule: LOCAL_GRAPH_STEPS
