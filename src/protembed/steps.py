@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__, graph, parquet_io
-from .errors import RejectedSequence, UserError
+from .errors import UserError
 from .names import embedding_kind, vector_property
 from .sequences import sequence_sha256, shard_of
 
@@ -229,47 +229,38 @@ def embed(
     model.embedding.per_residue).
     """
     # Imported here so that export, merge and load never pay for the deep-learning stack.
-    from .adapters import load_adapter
-    from .embedding import Embedded, EmbeddingKind, default_tokens_per_batch, embed_sequences
+    from .embedder import Embedder
+    from .embedding import Embedded
 
     model = config["model"]
-    kind = EmbeddingKind.from_config(model["embedding"])
-    if kind.per_residue and residues_path is None:
+    # The notebook's path: Embedder.embed prepares, deduplicates and embeds.
+    embedder = Embedder.from_config(model, progress=False)
+    kind = embedder.kind
+    per_residue = model["embedding"]["per_residue"]
+    if per_residue and residues_path is None:
         raise ValueError("model.embedding.per_residue needs a residues_path to write to")
     shard = parquet_io.read_table(shard_path).to_pylist()
     rejects: list[dict] = []
     if shard:
-        adapter = load_adapter(model["name"], model["family"], model["device"])
-        prepared, kept = [], []
-        for row in shard:
-            try:
-                prepared.append(adapter.prepare(row["sequence"]))
-                kept.append(row)
-            except RejectedSequence as reason:
-                rejects.extend(_rejects(row, str(reason)))
-        budget = model["tokens_per_batch"]
-        if budget == "auto":
-            budget = default_tokens_per_batch(adapter.device)
-        budget = max(1, budget // token_budget_divisor)
+        adapter = embedder.adapter  # loaded before the clock starts
+        budget = embedder.token_budget(token_budget_divisor)
         started = time.perf_counter()
-        results = embed_sequences(
-            adapter,
-            prepared,
-            kind=kind,
-            long_sequences=model["long_sequences"],
-            overlap=model["chunk_overlap"],
-            max_residues=model["max_residues"],
-            tokens_per_batch=budget,
+        results = embedder.embed(
+            [row["sequence"] for row in shard],
+            per_residue=per_residue,
             progress=progress,
+            token_budget_divisor=token_budget_divisor,
         )
         seconds = time.perf_counter() - started
         done = []
-        for row, result in zip(kept, results, strict=True):
+        for row, result in zip(shard, results, strict=True):
             if isinstance(result, Embedded):
                 done.append((row, result))
             else:  # a RejectedSequence: its message is the reason
                 rejects.extend(_rejects(row, str(result)))
         dimension, metadata = adapter.dimension, _embedding_metadata(config, adapter, kind)
+        if per_residue:
+            metadata["residue_representation"] = kind.describe_residues(adapter)
         metadata["throughput"] = _throughput(shard_path, done, seconds, adapter, budget)
         log.info("shard %s: %s", shard_path, metadata["throughput"])
     else:
@@ -300,7 +291,7 @@ def embed(
             schema=parquet_io.residue_embeddings_schema(dimension),
         )
         residue_metadata = metadata | {
-            "embedding": "per_residue" if kind.per_residue else "none",
+            "embedding": "per_residue" if per_residue else "none",
             "representation": metadata.get("residue_representation"),
         }
         parquet_io.write_table(residue_table, residues_path, residue_metadata)
@@ -387,8 +378,6 @@ def _embedding_metadata(config: dict, adapter, kind) -> dict:
         "versions": _versions() | extras,
         "created": _now(),
     }
-    if kind.per_residue:
-        metadata["residue_representation"] = kind.describe_residues(adapter)
     return metadata
 
 
