@@ -5,7 +5,7 @@ bootstrap:
 	tools/bootstrap.sh
 
 demo: bootstrap
-	.venv/bin/python -m protembed.demo
+	.venv/bin/python -m protembed.testing.demo
 
 test: bootstrap
 	.venv/bin/python -m pytest

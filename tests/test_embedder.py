@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, EsmModel
 from protembed import Embedder, parquet_io, steps
 from protembed.cli import load_config
 from protembed.errors import UserError
-from protembed.random_models import save_random_esmc
+from protembed.testing.random_models import save_random_esmc
 
 GOOD = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQ"
 BAD = "MKT1AYZ"

@@ -16,7 +16,7 @@ from protembed.config import check_config
 from protembed.embedding import Embedded, EmbeddingKind, batches, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence, UserError
 from protembed.names import vector_property
-from protembed.random_models import save_random_esmc
+from protembed.testing.random_models import save_random_esmc
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 

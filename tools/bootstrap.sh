@@ -35,4 +35,4 @@ fi
 for tool in java mvn; do
   command -v "$tool" >/dev/null || { echo "bootstrap: $tool is required for the local Neo4j (Java 17 + Maven)" >&2; exit 1; }
 done
-.venv/bin/python -c 'from protembed.local_neo4j import build_launcher; build_launcher()'
+.venv/bin/python -c 'from protembed.testing.local_neo4j import build_launcher; build_launcher()'

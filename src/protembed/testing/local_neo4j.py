@@ -18,7 +18,7 @@ from typing import IO, Self
 
 LAUNCHER_DIR = Path("tools") / "neo4j-launcher"
 JAR_NAME = "neo4j-launcher.jar"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def build_launcher(repo_root: Path = REPO_ROOT) -> Path:
