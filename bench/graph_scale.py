@@ -30,7 +30,7 @@ MODEL = "facebook/esm2_t33_650M_UR50D"
 EXPORT = """
 import json, time
 from protembed import steps
-from protembed.cli import load_config
+from protembed.config import load_config
 config = load_config({config!r})
 shards = [{directory!r} + f"/shard-{{i}}.parquet" for i in range(config["shards"])]
 started = time.perf_counter()
@@ -42,7 +42,7 @@ print(json.dumps({{"seconds": time.perf_counter() - started, "exported": manifes
 LOAD = """
 import json, time
 from protembed import steps
-from protembed.cli import load_config
+from protembed.config import load_config
 config = load_config({config!r})
 started = time.perf_counter()
 receipt = steps.load(config, {embeddings!r}, {rejects!r}, {directory!r} + "/receipt.json")

@@ -32,7 +32,7 @@ import pyarrow as pa
 from graph_common import REPO, start_server, store_files, synthetic_proteins
 
 from protembed import __version__, graph, parquet_io, steps
-from protembed.cli import load_config
+from protembed.config import load_config
 
 PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 MODEL = "facebook/esm2_t33_650M_UR50D"

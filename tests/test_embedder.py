@@ -12,7 +12,7 @@ import torch
 from transformers import AutoTokenizer, EsmModel
 
 from protembed import Embedder, parquet_io, steps
-from protembed.cli import load_config
+from protembed.config import load_config
 from protembed.errors import UserError
 from protembed.testing.random_models import save_random_esmc
 

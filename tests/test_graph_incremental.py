@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from protembed import __version__, graph, steps
-from protembed.cli import load_config
+from protembed.config import load_config
 from protembed.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
