@@ -56,9 +56,9 @@ def embeddings_file(directory: Path, proteins: list[dict], shards: int) -> Path:
     rng = np.random.default_rng(0)
     metadata = {
         "model": MODEL,
-        "revision": "08e4846e537177426273712802403f7ba8261b6c",
+        "model_revision": "08e4846e537177426273712802403f7ba8261b6c",
         "embedding": "mean_last",
-        "representation": "mean over residue positions only of layer 33 of 33",
+        "pooling": "mean over residue positions only of layer 33 of 33",
         "dimension": DIMENSION,
         "precision": "float32",
         "created": "2026-11-25T00:00:00+00:00",

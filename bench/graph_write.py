@@ -38,10 +38,10 @@ PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 MODEL = "facebook/esm2_t33_650M_UR50D"
 METADATA = {
     "model": MODEL,
-    "revision": "08e4846e537177426273712802403f7ba8261b6c",
+    "model_revision": "08e4846e537177426273712802403f7ba8261b6c",
     "family": "esm2",
     "embedding": "mean_last",
-    "representation": "mean over residue positions only (<cls>, <eos> and padding excluded) "
+    "pooling": "mean over residue positions only (<cls>, <eos> and padding excluded) "
     "of layer 33 of 33 (the last block's output after the final layer norm "
     "(emb_layer_norm_after))",
     "precision": "float32",

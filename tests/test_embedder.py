@@ -137,7 +137,7 @@ def test_workflow_embed_step_gives_the_notebooks_vectors(tiny_esm2, synechocysti
     workflow = parquet_io.read_table(vectors)
     assert workflow["ids"].to_pylist() == [[p["accession_id"]] for p in proteins]
     np.testing.assert_array_equal(np.array(workflow["vector"].to_pylist(), np.float32), notebook)
-    assert parquet_io.read_metadata(vectors)["representation"] == embedder.describe()
+    assert parquet_io.read_metadata(vectors)["pooling"] == embedder.describe()
 
 
 def test_models_are_cached_per_model_device_and_precision(tiny_esm2):

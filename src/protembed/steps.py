@@ -4,12 +4,7 @@ Each step takes the validated configuration (config.yaml after the JSON schema f
 defaults) and explicit file paths, and writes its outputs atomically.
 """
 
-import contextlib
-import datetime
-import hashlib
-import importlib.metadata
 import logging
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -18,17 +13,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from . import __version__, graph, parquet_io
+from . import graph, parquet_io
 from .errors import UserError
-from .names import embedding_kind, vector_property
-from .sequences import sequence_sha256, shard_of
+from .names import vector_property
+from .provenance import embedding_metadata, expected_space, graph_provenance, now
+from .sequences import sequence_sha256
+from .sharding import ShardSpill, shard_of
 
 log = logging.getLogger(__name__)
-
-
-def _versions() -> dict:
-    names = ("torch", "transformers", "numpy", "pyarrow", "neo4j")
-    return {"protembed": __version__} | {n: importlib.metadata.version(n) for n in names}
 
 
 def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
@@ -46,12 +38,12 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
     rejects: list[dict] = []
     with (
         graph.connect(connection) as driver,
-        _ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill,
+        ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill,
     ):
         graph.ensure_id_index(driver, database, protein)
         # Before any embedding: with new weights under an old property, every protein
         # would look up to date and the run would silently change nothing.
-        graph.check_same_space(driver, database, protein, prop, *_expected_space(config))
+        graph.check_same_space(driver, database, protein, prop, *expected_space(config))
         for element_id in graph.unaddressable_proteins(driver, database, protein):
             rejects.append(
                 {
@@ -93,7 +85,7 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
         "unique_sequences": sum(s["sequences"] for s in shards),
         "rejected_at_export": rejects,
         "shards": shards,
-        "created": _now(),
+        "created": now(),
     }
     parquet_io.write_json(manifest, manifest_path)
     log.info(
@@ -104,112 +96,6 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
         manifest["up_to_date"],
     )
     return manifest
-
-
-class _ShardSpill:
-    """Exported proteins parked on disk until the graph has been read, then grouped by
-    sequence one spill file at a time.
-
-    There are at most SPILL_FILES files whatever the number of shards (few open files), and
-    few shards are spread over several files each, so grouping holds about 1/SPILL_FILES of
-    the exported proteins in memory. Identical sequences always meet in one file.
-    """
-
-    SPILL_FILES = 64
-    BUFFERED_ROWS = 16384  # in all spill files together, before each gets a write
-
-    def __init__(self, directory: Path, shards: int):
-        self.shards = shards
-        self.files_per_shard = max(1, self.SPILL_FILES // shards)
-        self.files = min(shards * self.files_per_shard, self.SPILL_FILES)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._directory = tempfile.TemporaryDirectory(dir=directory, prefix=".export-spill-")
-        self._paths = [Path(self._directory.name) / f"{f}.parquet" for f in range(self.files)]
-        self._writing = contextlib.ExitStack()
-        self._writers = [
-            # Without statistics: a writer keeps every row group's in memory until closed.
-            self._writing.enter_context(
-                parquet_io.table_writer(path, parquet_io.SPILL_SCHEMA, write_statistics=False)
-            )
-            for path in self._paths
-        ]
-        self._buffers: list[list[tuple]] = [[] for _ in range(self.files)]
-        self._buffered = 0
-
-    def __enter__(self) -> "_ShardSpill":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._writing.__exit__(*exc_info)
-        self._directory.cleanup()
-
-    def add(self, shard: int, sha256: str, sequence: str, protein_id: str) -> None:
-        # File f holds shard f mod shards (few shards), or shards f, f + files, ... (many).
-        spread = int(sha256[16:32], 16) % self.files_per_shard
-        f = (shard + self.shards * spread) % self.files
-        self._buffers[f].append((shard, sha256, sequence, protein_id))
-        self._buffered += 1
-        if self._buffered >= self.BUFFERED_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        for writer, buffer in zip(self._writers, self._buffers, strict=True):
-            if buffer:
-                columns = zip(*buffer, strict=True)
-                columns = dict(zip(parquet_io.SPILL_SCHEMA.names, columns, strict=True))
-                writer.write_table(pa.table(columns, schema=parquet_io.SPILL_SCHEMA))
-                buffer.clear()
-        self._buffered = 0
-
-    def write_shards(self, shard_paths: list[str]) -> list[dict]:
-        """Write each shard, one row per unique sequence with its ids in export order."""
-        self._flush()
-        self._writing.close()
-        summaries: list[dict] = [{} for _ in shard_paths]
-        with contextlib.ExitStack() as open_shard:
-            current = writer = None
-            # A shard's files in a row, so that one shard file is open at a time.
-            for f in sorted(range(self.files), key=lambda f: f % self.shards):
-                for shard, rows in self._grouped(f):
-                    if shard != current:
-                        open_shard.close()
-                        current = shard
-                        writer = open_shard.enter_context(
-                            parquet_io.table_writer(shard_paths[shard], parquet_io.SHARD_SCHEMA)
-                        )
-                        summaries[shard] = {"path": str(shard_paths[shard])}
-                    writer.write_table(rows)
-                    summary = summaries[shard]
-                    summary["sequences"] = summary.get("sequences", 0) + rows.num_rows
-                    ids = len(pa.compute.list_flatten(rows["ids"]))
-                    summary["proteins"] = summary.get("proteins", 0) + ids
-        for shard, path in enumerate(shard_paths):
-            if not summaries[shard]:
-                parquet_io.write_table(parquet_io.SHARD_SCHEMA.empty_table(), path)
-                summaries[shard] = {"path": str(path), "sequences": 0, "proteins": 0}
-        return summaries
-
-    def _grouped(self, f: int) -> Iterator[tuple[int, pa.Table]]:
-        """(shard, its unique sequences) for each shard in spill file f, shards ascending."""
-        grouped = (
-            parquet_io.read_table(self._paths[f])
-            .group_by(["shard", "sequence_sha256"], use_threads=False)
-            .aggregate([("sequence", "first"), ("id", "list")])
-        )
-        # A stable sort keeps each shard's sequences in the order they were exported.
-        grouped = grouped.take(pa.compute.sort_indices(grouped, [("shard", "ascending")]))
-        shards = grouped["shard"].to_numpy()
-        starts = np.flatnonzero(np.diff(shards, prepend=-1))  # where a new shard begins
-        ends = np.append(starts[1:], len(shards))[: len(starts)]
-        for start, end in zip(starts, ends, strict=True):
-            rows = grouped.slice(start, end - start)
-            yield (
-                int(shards[start]),
-                pa.table(
-                    [rows["sequence_sha256"], rows["sequence_first"], rows["id_list"]],
-                    schema=parquet_io.SHARD_SCHEMA,
-                ),
-            )
 
 
 def embed(
@@ -258,9 +144,8 @@ def embed(
                 done.append((row, result))
             else:  # a RejectedSequence: its message is the reason
                 rejects.extend(_rejects(row, str(result)))
-        dimension, metadata = adapter.dimension, _embedding_metadata(config, adapter, kind)
-        if per_residue:
-            metadata["residue_representation"] = kind.describe_residues(adapter)
+        dimension = adapter.dimension
+        metadata = embedding_metadata(config, adapter, kind, per_residue=per_residue)
         metadata["throughput"] = _throughput(shard_path, done, seconds, adapter, budget)
         log.info("shard %s: %s", shard_path, metadata["throughput"])
     else:
@@ -292,7 +177,7 @@ def embed(
         )
         residue_metadata = metadata | {
             "embedding": "per_residue" if per_residue else "none",
-            "representation": metadata.get("residue_representation"),
+            "pooling": metadata.get("residue_pooling"),
         }
         parquet_io.write_table(residue_table, residues_path, residue_metadata)
     parquet_io.write_table(pa.Table.from_pylist(rejects, parquet_io.REJECTS_SCHEMA), rejects_path)
@@ -330,88 +215,10 @@ def _run_throughput(shard_metadata: list[dict]) -> dict:
     }
 
 
-def _expected_space(config: dict) -> tuple[dict, list[str]]:
-    """What the export can tell about the run's vectors before a model is loaded, and which
-    of it to compare: the weights' revision where it is known here (a local directory, a
-    hub model in the cache), otherwise the model's name."""
-    model = config["model"]
-    expected = {
-        "model": model["name"],
-        "model_revision": model_revision(model["name"]),
-        "embedding": embedding_kind(model["embedding"]),
-    }
-    known = "model_revision" if expected["model_revision"] != "unknown" else "model"
-    return expected, ["embedding", known]
-
-
 def _rejects(row: dict, reason: str) -> list[dict]:
     return [
         {"id": i, "sequence_sha256": row["sequence_sha256"], "reason": reason} for i in row["ids"]
     ]
-
-
-def _embedding_metadata(config: dict, adapter, kind) -> dict:
-    """What the vectors are, exactly: the kind's name (also stored in the graph) and, in
-    words, which tokens and which layers (before or after the final norm) they come from."""
-    model = config["model"]
-    extras = {}
-    for package in ("esm", "sentencepiece"):  # the esm package lives in envs/esm.yaml only
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            extras[package] = importlib.metadata.version(package)
-    metadata = {
-        "model": model["name"],
-        "revision": model_revision(model["name"], adapter),
-        "family": adapter.family,
-        "implementation": getattr(adapter, "implementation", None),
-        "embedding": kind.name,
-        "representation": kind.describe(adapter),
-        "layers": kind.layers(adapter.num_layers),
-        "num_layers": adapter.num_layers,
-        "normalized": kind.normalize,
-        "dimension": adapter.dimension,
-        "precision": adapter.precision,
-        "attention": adapter.attention,
-        "max_residues": model["max_residues"] or adapter.max_residues,
-        "long_sequences": model["long_sequences"],
-        "chunk_overlap": model["chunk_overlap"],
-        "device": str(adapter.device),
-        "versions": _versions() | extras,
-        "created": _now(),
-    }
-    return metadata
-
-
-def model_revision(name: str, adapter=None) -> str:
-    """Which weights made the vectors: the hub commit they were loaded from, or for a local
-    directory 40 hex digits of a SHA-256 over its JSON files (config, weight index) and each
-    weight file's name, size, first and last MiB (hashing whole weights would cost every
-    job minutes)."""
-    if getattr(adapter, "revision", None):
-        return adapter.revision
-    directory = Path(name)
-    if directory.parent.name == "snapshots" and directory.parent.parent.name.startswith("models--"):
-        return directory.name  # a hub cache snapshot, named by its commit: same as by name
-    if directory.is_dir():
-        digest = hashlib.sha256()
-        for path in sorted(directory.iterdir()):
-            if path.suffix == ".json":
-                digest.update(path.name.encode() + path.read_bytes())
-            elif path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
-                size = path.stat().st_size
-                with path.open("rb") as weights:
-                    head = weights.read(1 << 20)
-                    weights.seek(max(size - (1 << 20), 0))
-                    tail = weights.read()
-                digest.update(f"{path.name}:{size}:".encode() + head + tail)
-        return digest.hexdigest()[:40]
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-    except ImportError:  # the graph-only environment: the export then compares names
-        return "unknown"
-
-    # What from_pretrained resolved `main` to, as the hub cache records it.
-    ref = Path(HF_HUB_CACHE) / f"models--{name.replace('/', '--')}" / "refs" / "main"
-    return ref.read_text().strip() if ref.is_file() else "unknown"
 
 
 def merge(
@@ -503,7 +310,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         started = time.monotonic()
         # Rejections to write come from embed jobs that loaded the model, so whenever
         # there is anything to write, the metadata says what made it.
-        provenance = _provenance(metadata) if metadata.get("dimension") else None
+        provenance = graph_provenance(metadata) if metadata.get("dimension") else None
         if provenance:
             graph.check_same_space(driver, connection.database, protein, prop, provenance)
         if total:
@@ -549,7 +356,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         "write_seconds": round(seconds, 3),
         "neo4j_rust_ext": graph.rust_extension_loaded(),
         "vector_index": index,
-        "created": _now(),
+        "created": now(),
     }
     parquet_io.write_json(receipt, receipt_path)
     log.info("loaded: %s", receipt)
@@ -565,22 +372,3 @@ def _vector_batches(path: str, batch_size: int) -> Iterator[graph.VectorBatch]:
             long_sequence_handling=batch["long_sequence_handling"].to_pylist(),
             vectors=vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size),
         )
-
-
-def _provenance(metadata: dict) -> dict:
-    """What every vector of the run shares, from the embed step's Parquet metadata."""
-    created = metadata.get("created") or _now()
-    return {
-        "model": metadata["model"],
-        "model_revision": metadata.get("revision", "unknown"),
-        "embedding": metadata["embedding"],
-        "pooling": metadata["representation"],
-        "dimension": metadata["dimension"],
-        "precision": metadata["precision"],
-        "created": datetime.datetime.fromisoformat(created),
-        "pipeline": f"protembed {metadata.get('versions', {}).get('protembed', __version__)}",
-    }
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
