@@ -11,4 +11,5 @@ test: bootstrap
 	.venv/bin/python -m pytest
 
 lint: bootstrap
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/snakemake --lint
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/snakemake --lint \
+	  && .venv/bin/snakefmt --check workflow/
