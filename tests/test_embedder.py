@@ -161,9 +161,9 @@ def test_models_are_cached_per_model_device_and_precision(tiny_esm2):
         Embedder(str(tiny_esm2), long_sequences="split")
 
 
-def test_float16_is_refused_where_the_family_overflows(tmp_path):
+def test_float16_is_refused_where_the_family_runs_bfloat16(tmp_path):
     esmc = save_random_esmc(tmp_path / "esmc")
-    with pytest.raises(UserError, match="precision float16 is unsafe for esmc"):
+    with pytest.raises(UserError, match="float16 is refused for esmc: its half precision is bf"):
         Embedder(str(esmc), device="cpu", precision="float16").encode(GOOD)
 
 

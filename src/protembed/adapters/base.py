@@ -109,8 +109,8 @@ class Adapter(ABC):
         dtype = choose_precision(requested, self.device, self.half_precision)
         if dtype == torch.float16 and self.half_precision != torch.float16:
             raise UserError(
-                f"precision float16 is unsafe for {self.family} (it overflows there); "
-                f"use {str(self.half_precision).removeprefix('torch.')} or float32"
+                f"precision float16 is refused for {self.family}: its half precision is "
+                "bfloat16 (T5 overflows in float16); use bfloat16 or float32"
             )
         if dtype != torch.float32:
             cast_keeping_rotary_float32(model, dtype)
