@@ -5,10 +5,11 @@ bootstrap:
 	tools/bootstrap.sh
 
 demo: bootstrap
-	.venv/bin/python -m protembed.demo
+	.venv/bin/python -m protembed.testing.demo
 
 test: bootstrap
 	.venv/bin/python -m pytest
 
 lint: bootstrap
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/snakemake --lint
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/snakemake --lint \
+	  && .venv/bin/snakefmt --check workflow/

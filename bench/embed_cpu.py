@@ -29,8 +29,8 @@ from transformers import EsmModel, EsmTokenizer
 from protembed.adapters import load_adapter
 from protembed.embedding import default_tokens_per_batch, embed_sequences
 from protembed.errors import RejectedSequence
-from protembed.fasta import read_proteins
-from protembed.random_models import cached_random_esm2
+from protembed.testing.fasta import read_proteins
+from protembed.testing.random_models import cached_random_esm2
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")

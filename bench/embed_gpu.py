@@ -32,8 +32,8 @@ import transformers
 from protembed.adapters import load_adapter
 from protembed.embedding import embed_sequences
 from protembed.errors import RejectedSequence
-from protembed.fasta import read_proteins
-from protembed.random_models import save_random_esm2, save_random_esmc, save_random_prott5
+from protembed.testing.fasta import read_proteins
+from protembed.testing.random_models import save_random_esm2, save_random_esmc, save_random_prott5
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from protembed.fasta import read_proteins
-from protembed.local_neo4j import LocalNeo4j
+from protembed.testing.fasta import read_proteins
+from protembed.testing.local_neo4j import LocalNeo4j
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")

@@ -30,7 +30,7 @@ MODEL = "facebook/esm2_t33_650M_UR50D"
 EXPORT = """
 import json, time
 from protembed import steps
-from protembed.cli import load_config
+from protembed.config import load_config
 config = load_config({config!r})
 shards = [{directory!r} + f"/shard-{{i}}.parquet" for i in range(config["shards"])]
 started = time.perf_counter()
@@ -42,7 +42,7 @@ print(json.dumps({{"seconds": time.perf_counter() - started, "exported": manifes
 LOAD = """
 import json, time
 from protembed import steps
-from protembed.cli import load_config
+from protembed.config import load_config
 config = load_config({config!r})
 started = time.perf_counter()
 receipt = steps.load(config, {embeddings!r}, {rejects!r}, {directory!r} + "/receipt.json")
@@ -56,9 +56,9 @@ def embeddings_file(directory: Path, proteins: list[dict], shards: int) -> Path:
     rng = np.random.default_rng(0)
     metadata = {
         "model": MODEL,
-        "revision": "08e4846e537177426273712802403f7ba8261b6c",
+        "model_revision": "08e4846e537177426273712802403f7ba8261b6c",
         "embedding": "mean_last",
-        "representation": "mean over residue positions only of layer 33 of 33",
+        "pooling": "mean over residue positions only of layer 33 of 33",
         "dimension": DIMENSION,
         "precision": "float32",
         "created": "2026-11-25T00:00:00+00:00",

@@ -32,17 +32,17 @@ import pyarrow as pa
 from graph_common import REPO, start_server, store_files, synthetic_proteins
 
 from protembed import __version__, graph, parquet_io, steps
-from protembed.cli import load_config
+from protembed.config import load_config
 
 # Each protein created here, by id: the load writes a vector only where its sequence is.
 SEQUENCES: dict[str, str] = {}
 MODEL = "facebook/esm2_t33_650M_UR50D"
 METADATA = {
     "model": MODEL,
-    "revision": "08e4846e537177426273712802403f7ba8261b6c",
+    "model_revision": "08e4846e537177426273712802403f7ba8261b6c",
     "family": "esm2",
     "embedding": "mean_last",
-    "representation": "mean over residue positions only (<cls>, <eos> and padding excluded) "
+    "pooling": "mean over residue positions only (<cls>, <eos> and padding excluded) "
     "of layer 33 of 33 (the last block's output after the final layer norm "
     "(emb_layer_norm_after))",
     "precision": "float32",

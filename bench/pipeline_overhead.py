@@ -43,8 +43,8 @@ from protembed import graph, steps
 from protembed.adapters import load_adapter
 from protembed.embedding import embed_sequences
 from protembed.errors import RejectedSequence
-from protembed.fasta import read_proteins
-from protembed.local_neo4j import REPO_ROOT, LocalNeo4j
+from protembed.testing.fasta import read_proteins
+from protembed.testing.local_neo4j import REPO_ROOT, LocalNeo4j
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 SNAKEFILE = REPO_ROOT / "workflow" / "Snakefile"

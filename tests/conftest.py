@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from protembed import graph
-from protembed.fasta import read_proteins
-from protembed.local_neo4j import VERSIONS, LocalNeo4j, build_launcher
-from protembed.random_models import save_random_esm2
+from protembed.testing.fasta import read_proteins
+from protembed.testing.local_neo4j import VERSIONS, LocalNeo4j, build_launcher
+from protembed.testing.random_models import save_random_esm2
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"

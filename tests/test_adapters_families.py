@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, EsmcModel, EsmcTokenizer, EsmModel, T5En
 from protembed.adapters import load_adapter
 from protembed.embedding import EmbeddingKind, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence
-from protembed.random_models import save_random_esmc, save_random_prott5
+from protembed.testing.random_models import save_random_esmc, save_random_prott5
 
 FAMILIES = ["esm2", "esmc", "prot_t5"]
 

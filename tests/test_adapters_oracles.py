@@ -22,7 +22,7 @@ import yaml
 
 from protembed.adapters import load_adapter
 from protembed.embedding import EmbeddingKind, embed_sequences
-from protembed.random_models import save_random_esmc
+from protembed.testing.random_models import save_random_esmc
 
 REPO = Path(__file__).resolve().parents[1]
 ORACLES = REPO / "tests" / "oracles"

@@ -16,7 +16,7 @@ from protembed.config import check_config
 from protembed.embedding import Embedded, EmbeddingKind, batches, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence, UserError
 from protembed.names import vector_property
-from protembed.random_models import save_random_esmc
+from protembed.testing.random_models import save_random_esmc
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -212,7 +212,7 @@ def test_embed_step_writes_what_the_kind_says(adapter, tiny_esm2, tmp_path):
 
     metadata = parquet_io.read_metadata(out["vectors"])
     assert metadata["embedding"] == "mean_all_layers" and metadata["layers"] == [1, 2]
-    assert metadata["representation"] == (
+    assert metadata["pooling"] == (
         "mean over residue positions only (<cls>, <eos> and padding excluded) of the average "
         "of layers 1 to 2 (every block's output; the last after the final layer norm "
         "(emb_layer_norm_after), the others before it; layer 0, the input embeddings, excluded)"
@@ -220,7 +220,7 @@ def test_embed_step_writes_what_the_kind_says(adapter, tiny_esm2, tmp_path):
     assert metadata["max_residues"] == 100 and metadata["normalized"] is False
     residue_metadata = parquet_io.read_metadata(out["residues"])
     assert residue_metadata["embedding"] == "per_residue"
-    assert residue_metadata["representation"].startswith("one vector per residue")
+    assert residue_metadata["pooling"].startswith("one vector per residue")
 
     config["model"]["embedding"] = {"layer": "last", "per_residue": False, "normalize": True}
     shard = tmp_path / "shard.parquet"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from protembed import __version__, graph, steps
-from protembed.cli import load_config
+from protembed import __version__, graph, provenance, steps
+from protembed.config import load_config
 from protembed.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,18 +204,18 @@ def test_model_revision_names_the_weights(tmp_path, tiny_esm2):
     commit = "4f3e2b1a" * 5
     snapshot = tmp_path / "models--facebook--esm2_t6_8M_UR50D" / "snapshots" / commit
     snapshot.mkdir(parents=True)
-    assert steps.model_revision(str(snapshot)) == commit
+    assert provenance.model_revision(str(snapshot)) == commit
     # A plain directory: a digest of its files, which changes when the weights do, at the
     # start or the end of a file larger than the two MiB read of it.
     copy = tmp_path / "copy"
     shutil.copytree(tiny_esm2, copy)
-    assert steps.model_revision(str(copy)) == steps.model_revision(str(tiny_esm2))
+    assert provenance.model_revision(str(copy)) == provenance.model_revision(str(tiny_esm2))
     weights = copy / "model-00002-of-00002.safetensors"
     weights.write_bytes(bytes(3 << 20))
-    revisions = {steps.model_revision(str(copy))}
+    revisions = {provenance.model_revision(str(copy))}
     for offset in (0, (3 << 20) - 1):
         changed = bytearray(bytes(3 << 20))
         changed[offset] = 1
         weights.write_bytes(changed)
-        revisions.add(steps.model_revision(str(copy)))
-    assert len(revisions) == 3 and steps.model_revision(str(tiny_esm2)) not in revisions
+        revisions.add(provenance.model_revision(str(copy)))
+    assert len(revisions) == 3 and provenance.model_revision(str(tiny_esm2)) not in revisions

@@ -10,7 +10,6 @@ from workflow_runner import REPO, read_json, run_workflow
 
 from protembed import __version__, graph, parquet_io
 
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 PROPERTY = "embedding_kmer_2"
 
 
@@ -39,7 +38,7 @@ def test_parent_workflow_runs_ours_as_a_module_and_consumes_its_outputs(
     tmp_path, database, synechocystis
 ):
     proteins = synechocystis[:40]
-    graph.add_proteins(database, None, PROTEINS, proteins)
+    graph.ProteinGraph(database).add_proteins(proteins)
     parent = tmp_path / "paper"
     parent.mkdir()
     snakefile = parent_workflow(parent)

@@ -13,10 +13,10 @@ from test_graph_incremental import run_steps
 from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph
-from protembed.cli import load_config
-from protembed.fasta import read_proteins
-from protembed.random_models import save_random_esm2
+from protembed.config import load_config
 from protembed.sequences import sequence_sha256
+from protembed.testing.fasta import read_proteins
+from protembed.testing.random_models import save_random_esm2
 
 REPO = Path(__file__).resolve().parents[1]
 PYEED_PYTHON = REPO / ".venv-pyeed" / "bin" / "python"

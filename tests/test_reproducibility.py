@@ -7,7 +7,6 @@ from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph
 
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 PROPERTY = "embedding_tiny_esm2"
 
 
@@ -36,7 +35,7 @@ def test_cpu_vectors_are_bit_identical_across_runs_and_shard_counts(
     # Real proteins of all lengths, some chunked (over the model's 1,022 residues).
     proteins = synechocystis[:300]
     assert sum(len(p["sequence"]) > 1022 for p in proteins) >= 2
-    graph.add_proteins(database, None, PROTEINS, proteins)
+    graph.ProteinGraph(database).add_proteins(proteins)
 
     one_shard = merged_vectors(tmp_path / "one", tiny_esm2, shards=1)
     three_shards = merged_vectors(tmp_path / "three", tiny_esm2, shards=3)

@@ -2,7 +2,8 @@ import pytest
 
 from protembed.adapters.base import ESM_ALPHABET
 from protembed.errors import RejectedSequence
-from protembed.sequences import clean_sequence, sequence_sha256, shard_of, windows
+from protembed.sequences import clean_sequence, sequence_sha256, windows
+from protembed.sharding import shard_of
 
 
 def test_clean_sequence_normalises_case_whitespace_and_stop():

@@ -15,7 +15,7 @@ from test_embedding import SCHEMA, SEQUENCES, cosine, shard_file
 from protembed import parquet_io, steps
 from protembed.adapters import load_adapter
 from protembed.adapters.base import Adapter, cast_keeping_rotary_float32
-from protembed.embedding import Embedded, _one_ahead, embed_sequences
+from protembed.embedding import Embedded, PieceRunner, Plan, _one_ahead, embed_sequences, finish
 from protembed.errors import RejectedSequence
 
 
@@ -73,6 +73,43 @@ def test_a_piece_too_large_even_alone_rejects_its_protein_with_the_reason():
     # A chunked protein whose windows do not fit is rejected too, not partly averaged.
     (chunked,) = embed_sequences(adapter, ["W" * 900], max_residues=400, overlap=50)
     assert isinstance(chunked, RejectedSequence)
+
+
+def test_plan_runner_and_finish_each_do_their_part():
+    # Planning: windows, each residue's coverage, and the policy's rejects, before any model.
+    plan = Plan.of(["M" * 10, "K" * 25, "W" * 30], window=12, policy="chunk", overlap=4)
+    assert plan.handling == {0: "whole", 1: "chunked:3", 2: "chunked:4"}
+    assert [p for p in plan.pieces if p[0] == 1] == [(1, 0, 12), (1, 8, 20), (1, 13, 25)]
+    np.testing.assert_array_equal(
+        plan.coverage[1][[0, 8, 12, 13, 19, 20, 24]], [1, 2, 1, 2, 2, 1, 1]
+    )
+    strict = Plan.of(["M" * 10, "K" * 25], window=12, policy="reject", overlap=4)
+    assert list(strict.rejected) == [1] and [p[0] for p in strict.pieces] == [0]
+
+    # Running: the budget lives on the runner, halved when the device runs out of memory.
+    adapter = SmallMemoryAdapter(memory=40)
+    runner = PieceRunner(adapter, plan, [1], tokens_per_batch=1000, per_residue=True)
+    runner.run_all()
+    assert runner.budget < 1000 and adapter.failures and not runner.failed
+    # Each residue's share: 1/coverage, so the sum over windows counts every residue once.
+    np.testing.assert_allclose(runner.sums[1][2], 25.0)
+    # A residue's vector: the average over the windows holding it (here, its place in each).
+    places = [
+        [j - start for start, end in [(0, 12), (8, 20), (13, 25)] if start <= j < end]
+        for j in range(25)
+    ]
+    expected = [np.mean(p) for p in places]
+    np.testing.assert_allclose(runner.residue_vectors[1][:, 1], expected, rtol=1e-6)
+
+    # Finishing: means, normalising, and rejects in input order.
+    results = finish(plan, runner, normalize=True)
+    assert [r.handling for r in results] == ["whole", "chunked:3", "chunked:4"]
+    for result in results:
+        np.testing.assert_allclose(np.linalg.norm(result.vector), 1.0, rtol=1e-6)
+    unnormalised = finish(plan, runner)
+    np.testing.assert_allclose(unnormalised[0].vector, expected_mean("M" * 10), rtol=1e-6)
+    runner.failed[2] = "out of memory"
+    assert str(finish(plan, runner)[2]) == "out of memory"
 
 
 def test_one_ahead_keeps_order_and_works_on_another_thread():

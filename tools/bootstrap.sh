@@ -44,4 +44,4 @@ fi
 # The local Neo4j servers: 5.26 LTS (Java 17 or 21) and 2026.08 (Java 21+); a missing JDK
 # is named by the launcher build.
 command -v mvn >/dev/null || { echo "bootstrap: mvn (Maven) is required for the local Neo4j" >&2; exit 1; }
-.venv/bin/python -c "from protembed.local_neo4j import VERSIONS, build_launcher; [build_launcher(version=v) for v in VERSIONS]"
+.venv/bin/python -c "from protembed.testing.local_neo4j import VERSIONS, build_launcher; [build_launcher(version=v) for v in VERSIONS]"

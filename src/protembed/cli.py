@@ -7,37 +7,12 @@ label, id property and vector property from the workflow's config file.
 """
 
 import argparse
-import copy
 import sys
-from pathlib import Path
-
-import yaml
 
 from . import graph
-from .config import check_config
+from .config import load_config
 from .errors import UserError
 from .names import identifier
-
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def load_config(path: str | Path) -> dict:
-    """config.yaml checked against the workflow's schema, with its defaults filled in."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist; pass --config PATH")
-    config = yaml.safe_load(path.read_text()) or {}
-    check_config(config, SCHEMA)
-    return _with_defaults(config, yaml.safe_load(SCHEMA.read_text()))
-
-
-def _with_defaults(config: dict, schema: dict) -> dict:
-    for key, spec in schema.get("properties", {}).items():
-        if key not in config and "default" in spec:
-            config[key] = copy.deepcopy(spec["default"])
-        if isinstance(config.get(key), dict):
-            _with_defaults(config[key], spec)
-    return config
 
 
 def neighbours(args: argparse.Namespace) -> None:

@@ -174,135 +174,204 @@ def embed_sequences(
     """Vectors for prepared sequences, in input order; rejects in their place.
 
     `max_residues` (default: the model's trained length) is the longest piece embedded at
-    once; longer sequences follow `long_sequences`.
+    once; longer sequences follow `long_sequences`. `progress`: a file for the progress bar,
+    or a tqdm class to make one (None: no bar).
     """
-    budget = tokens_per_batch or default_tokens_per_batch(adapter.device)
-    window = max_residues or adapter.max_residues
-    layers = kind.layers(adapter.num_layers)
-    results: list[Embedded | RejectedSequence | None] = [None] * len(sequences)
-    pieces: list[tuple[int, int, int]] = []  # (sequence index, start, end)
-    weights: dict[int, np.ndarray] = {}
-    handling: dict[int, str] = {}
-    for index, sequence in enumerate(sequences):
-        try:
-            spans, handling[index] = plan_windows(sequence, window, long_sequences, overlap)
-        except RejectedSequence as rejected:
-            results[index] = rejected
-            continue
-        coverage = np.zeros(len(sequence), dtype=np.float32)
-        for start, end in spans:
-            coverage[start:end] += 1
-        weights[index] = coverage
-        pieces.extend((index, start, end) for start, end in spans)
+    plan = Plan.of(sequences, max_residues or adapter.max_residues, long_sequences, overlap)
+    runner = PieceRunner(
+        adapter,
+        plan,
+        kind.layers(adapter.num_layers),
+        tokens_per_batch or default_tokens_per_batch(adapter.device),
+        per_residue=kind.per_residue,
+    )
+    runner.run_all(progress)
+    return finish(plan, runner, normalize=kind.normalize)
 
-    sums = {index: np.zeros(adapter.dimension, dtype=np.float64) for index in weights}
-    residue_vectors = {
-        index: np.zeros((len(sequences[index]), adapter.dimension), dtype=np.float32)
-        for index in (weights if kind.per_residue else ())
-    }
-    lengths = [end - start for _, start, end in pieces]
-    on_gpu = adapter.device.type == "cuda"
-    failed: dict[int, str] = {}  # sequence index -> why the device could not embed it
-    pieces_left = Counter(index for index, _, _ in pieces)
-    proteins_done, started = 0, time.monotonic()
-    tokenizer_lock = threading.Lock()
-    bar = tqdm(
-        total=sum(lengths),
+
+@dataclass
+class Plan:
+    """What to embed: the pieces (windows) of every sequence and how much each residue
+    weighs. A residue covered by n windows gets weight n, so that its share is 1/n."""
+
+    sequences: list[str]
+    pieces: list[tuple[int, int, int]]  # (sequence index, start, end)
+    coverage: dict[int, np.ndarray]  # sequence index -> windows holding each residue
+    handling: dict[int, str]  # sequence index -> "whole", "truncated", "chunked:N"
+    rejected: dict[int, RejectedSequence]  # sequence index -> why the policy refused it
+
+    @classmethod
+    def of(cls, sequences: list[str], window: int, policy: str, overlap: int) -> "Plan":
+        plan = cls(list(sequences), [], {}, {}, {})
+        for index, sequence in enumerate(sequences):
+            try:
+                spans, plan.handling[index] = plan_windows(sequence, window, policy, overlap)
+            except RejectedSequence as rejected:
+                plan.rejected[index] = rejected
+                continue
+            coverage = np.zeros(len(sequence), dtype=np.float32)
+            for start, end in spans:
+                coverage[start:end] += 1
+            plan.coverage[index] = coverage
+            plan.pieces.extend((index, start, end) for start, end in spans)
+        return plan
+
+    @property
+    def lengths(self) -> list[int]:
+        return [end - start for _, start, end in self.pieces]
+
+    def text(self, piece: int) -> str:
+        index, start, end = self.pieces[piece]
+        return self.sequences[index][start:end]
+
+
+class PieceRunner:
+    """Runs a plan's pieces through the model in batches under a token budget, adding each
+    piece's weighted residue vectors into its protein's sum.
+
+    Out of device memory, a batch is retried in halves and the budget stays halved for the
+    rest of the run; a piece that fails even alone leaves its protein in `failed`.
+    """
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        plan: Plan,
+        layers: list[int],
+        tokens_per_batch: int,
+        *,
+        per_residue: bool = False,
+    ):
+        self.adapter, self.plan, self.layers = adapter, plan, layers
+        self.budget = tokens_per_batch
+        self.lengths = plan.lengths
+        self.on_gpu = adapter.device.type == "cuda"
+        self.sums = {i: np.zeros(adapter.dimension, dtype=np.float64) for i in plan.coverage}
+        self.residue_vectors = {
+            i: np.zeros((len(plan.sequences[i]), adapter.dimension), dtype=np.float32)
+            for i in (plan.coverage if per_residue else ())
+        }
+        self.failed: dict[int, str] = {}  # sequence index -> why the device could not embed it
+        self._tokenizer_lock = threading.Lock()  # a tokenizer is not safe to share
+
+    def run_all(self, progress=None) -> None:
+        """Every piece, longest batches first; the next batch is tokenised on a worker thread
+        while a GPU computes this one."""
+        bar = _progress_bar(progress, sum(self.lengths))
+        pieces_left = Counter(index for index, _, _ in self.plan.pieces)
+        proteins_done, started = 0, time.monotonic()
+        planned = batches(self.lengths, self.budget, self.adapter.special_tokens)
+        for group, inputs in _one_ahead(self.host_inputs, planned, enabled=self.on_gpu):
+            self.run(group, inputs)
+            for piece in group:
+                pieces_left[self.plan.pieces[piece][0]] -= 1
+                proteins_done += pieces_left[self.plan.pieces[piece][0]] == 0
+            rate = proteins_done / max(time.monotonic() - started, 1e-9)
+            bar.set_postfix_str(f"{proteins_done} proteins, {rate:.1f} proteins/s", refresh=False)
+            bar.update(sum(self.lengths[i] for i in group))
+        bar.close()
+
+    def host_inputs(self, group: list[int]) -> dict[str, torch.Tensor] | None:
+        with self._tokenizer_lock:
+            inputs = self.adapter.encode([self.plan.text(i) for i in group])
+        if inputs is not None and self.on_gpu:
+            inputs = {key: value.pin_memory() for key, value in inputs.items()}
+        return inputs
+
+    def run(self, group: list[int], inputs: dict[str, torch.Tensor] | None) -> None:
+        padded = padded_tokens([self.lengths[i] for i in group], self.adapter.special_tokens)
+        if len(group) > 1 and padded > self.budget:  # planned before running out of memory
+            self.split(group)
+            return
+        try:
+            self.add(group, inputs)
+            return
+        except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is this class
+            pass
+        # Here, outside the except clause, the failed batch's tensors are free again.
+        if self.on_gpu:
+            torch.cuda.empty_cache()
+        device = self.adapter.device
+        if len(group) == 1:
+            index = self.plan.pieces[group[0]][0]
+            self.failed[index] = (
+                f"out of {device} memory embedding {padded} tokens even alone; "
+                "use a device with more memory, or a smaller model.max_residues"
+            )
+            log.warning("sequence %d rejected: %s", index, self.failed[index])
+            return
+        self.budget = max(1, padded // 2)
+        log.warning(
+            "out of %s memory at %d tokens: token budget halved to %d", device, padded, self.budget
+        )
+        self.split(group)
+
+    def split(self, group: list[int]) -> None:
+        """Run a group in batches under the (lowered) budget."""
+        lengths = [self.lengths[i] for i in group]
+        for part in batches(lengths, self.budget, self.adapter.special_tokens):
+            smaller = [group[i] for i in part]
+            self.run(smaller, self.host_inputs(smaller))
+
+    def add(self, group: list[int], inputs: dict[str, torch.Tensor] | None) -> None:
+        """Embed a group of pieces into their proteins' sums."""
+        on_device = None if inputs is None else self.adapter.to_device(inputs)
+        texts = [self.plan.text(i) for i in group]
+        states = self.adapter.residue_embeddings(texts, self.layers, on_device)
+        shared = []
+        for piece, piece_states in zip(group, states, strict=True):
+            index, start, end = self.plan.pieces[piece]
+            coverage = self.plan.coverage[index][start:end]
+            if coverage.max() > 1:  # a window of a chunked sequence
+                share = torch.from_numpy(1.0 / coverage).to(piece_states.device)
+                piece_states = piece_states * share[:, None]
+            shared.append(piece_states)
+        # Only one vector per piece crosses back to the host (all residues if asked for).
+        piece_sums = torch.stack([piece.sum(0) for piece in shared]).cpu().numpy()
+        for piece, piece_states, piece_sum in zip(group, shared, piece_sums, strict=True):
+            index, start, end = self.plan.pieces[piece]
+            self.sums[index] += piece_sum
+            if index in self.residue_vectors:
+                self.residue_vectors[index][start:end] += piece_states.cpu().numpy()
+
+
+def finish(
+    plan: Plan, runner: PieceRunner, *, normalize: bool = False
+) -> list[Embedded | RejectedSequence]:
+    """Each protein's mean over its residues (optionally L2-normalised), or its rejection,
+    in input order."""
+    results: list[Embedded | RejectedSequence] = []
+    for index, sequence in enumerate(plan.sequences):
+        if index in plan.rejected:
+            results.append(plan.rejected[index])
+            continue
+        if index in runner.failed:
+            results.append(RejectedSequence(runner.failed[index]))
+            continue
+        vector = runner.sums[index] / np.count_nonzero(plan.coverage[index])
+        if normalize:
+            vector /= np.linalg.norm(vector) or 1.0
+        results.append(
+            Embedded(
+                vector.astype(np.float32),
+                len(sequence),
+                plan.handling[index],
+                runner.residue_vectors.get(index),
+            )
+        )
+    return results
+
+
+def _progress_bar(progress, total: int):
+    """A bar over residues: into a file (the job logs, every 10 s), from a tqdm class (the
+    notebook's tqdm.auto), or none."""
+    if isinstance(progress, type):
+        return progress(total=total, unit="res", unit_scale=True)
+    return tqdm(
+        total=total,
         unit="res",
         unit_scale=True,
         file=progress,
         mininterval=10,
         disable=progress is None,
     )
-
-    def texts(group: list[int]) -> list[str]:
-        return [sequences[pieces[i][0]][pieces[i][1] : pieces[i][2]] for i in group]
-
-    def host_inputs(group: list[int]) -> dict[str, torch.Tensor] | None:
-        with tokenizer_lock:  # a tokenizer is not safe to share between threads
-            inputs = adapter.encode(texts(group))
-        if inputs is not None and on_gpu:
-            inputs = {key: value.pin_memory() for key, value in inputs.items()}
-        return inputs
-
-    def add(group: list[int], inputs: dict[str, torch.Tensor] | None) -> None:
-        """Embed a group of pieces into their proteins' sums."""
-        on_device = None if inputs is None else adapter.to_device(inputs)
-        states = adapter.residue_embeddings(texts(group), layers, on_device)
-        shared = []
-        for piece_index, piece_states in zip(group, states, strict=True):
-            index, start, end = pieces[piece_index]
-            coverage = weights[index][start:end]
-            if coverage.max() > 1:  # a window of a chunked sequence
-                share = torch.from_numpy(1.0 / coverage).to(piece_states.device)
-                piece_states = piece_states * share[:, None]
-            shared.append(piece_states)
-        piece_sums = torch.stack([piece.sum(0) for piece in shared]).cpu().numpy()
-        for piece_index, piece_states, piece_sum in zip(group, shared, piece_sums, strict=True):
-            index, start, end = pieces[piece_index]
-            sums[index] += piece_sum
-            if kind.per_residue:
-                residue_vectors[index][start:end] += piece_states.cpu().numpy()
-
-    def run(group: list[int], inputs: dict[str, torch.Tensor] | None) -> None:
-        nonlocal budget
-        padded = padded_tokens([lengths[i] for i in group], adapter.special_tokens)
-        if len(group) > 1 and padded > budget:  # planned before running out of memory
-            split(group)
-            return
-        try:
-            add(group, inputs)
-            return
-        except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is this class
-            pass
-        # Here, outside the except clause, the failed batch's tensors are free again.
-        if on_gpu:
-            torch.cuda.empty_cache()
-        if len(group) == 1:
-            index = pieces[group[0]][0]
-            failed[index] = (
-                f"out of {adapter.device} memory embedding {padded} tokens even alone; "
-                "use a device with more memory, or a smaller model.max_residues"
-            )
-            log.warning("sequence %d rejected: %s", index, failed[index])
-            return
-        budget = max(1, padded // 2)
-        log.warning(
-            "out of %s memory at %d tokens: token budget halved to %d",
-            adapter.device,
-            padded,
-            budget,
-        )
-        split(group)
-
-    def split(group: list[int]) -> None:
-        """Run a group in batches under the (lowered) budget."""
-        for part in batches([lengths[i] for i in group], budget, adapter.special_tokens):
-            smaller = [group[i] for i in part]
-            run(smaller, host_inputs(smaller))
-
-    planned = batches(lengths, budget, adapter.special_tokens)
-    for group, inputs in _one_ahead(host_inputs, planned, enabled=on_gpu):
-        run(group, inputs)
-        for piece_index in group:
-            pieces_left[pieces[piece_index][0]] -= 1
-            proteins_done += pieces_left[pieces[piece_index][0]] == 0
-        rate = proteins_done / max(time.monotonic() - started, 1e-9)
-        bar.set_postfix_str(f"{proteins_done} proteins, {rate:.1f} proteins/s", refresh=False)
-        bar.update(sum(lengths[i] for i in group))
-    bar.close()
-
-    for index, coverage in weights.items():
-        if index in failed:
-            results[index] = RejectedSequence(failed[index])
-            continue
-        vector = sums[index] / np.count_nonzero(coverage)
-        if kind.normalize:
-            vector /= np.linalg.norm(vector) or 1.0
-        results[index] = Embedded(
-            vector.astype(np.float32),
-            len(sequences[index]),
-            handling[index],
-            residue_vectors.get(index),
-        )
-    return results  # type: ignore[return-value]

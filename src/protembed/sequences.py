@@ -1,4 +1,4 @@
-"""Sequence identity and shard assignment, shared by every model family."""
+"""Sequence identity, cleaning and windows, shared by every model family."""
 
 import hashlib
 import re
@@ -11,11 +11,6 @@ _WHITESPACE = re.compile(r"\s+")
 def sequence_sha256(sequence: str) -> str:
     """Hash of the sequence exactly as stored in the graph: a changed string means re-embed."""
     return hashlib.sha256(sequence.encode("utf-8")).hexdigest()
-
-
-def shard_of(sha256_hex: str, shards: int) -> int:
-    """Stable shard of a sequence: identical sequences always meet in the same shard."""
-    return int(sha256_hex[:16], 16) % shards
 
 
 def clean_sequence(sequence: str, alphabet: frozenset[str]) -> str:

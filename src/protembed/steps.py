@@ -4,14 +4,8 @@ Each step takes the validated configuration (config.yaml after the JSON schema f
 defaults) and explicit file paths, and writes its outputs atomically.
 """
 
-import contextlib
-import datetime
-import hashlib
-import importlib.metadata
 import logging
 import os
-import platform
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -20,18 +14,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from . import __version__, graph, parquet_io
-from .errors import RejectedSequence, UserError
-from .names import embedding_kind
-from .sequences import sequence_sha256, shard_of
+from . import graph, parquet_io
+from .errors import UserError
+from .provenance import embedding_metadata, expected_space, graph_provenance, now, run_record
+from .sequences import sequence_sha256
+from .sharding import ShardSpill, shard_of
 
 log = logging.getLogger(__name__)
-
-
-def _versions() -> dict:
-    names = ("torch", "transformers", "numpy", "pyarrow", "neo4j")
-    versions = {"protembed": __version__, "python": platform.python_version()}
-    return versions | {n: importlib.metadata.version(n) for n in names}
 
 
 def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
@@ -46,7 +35,7 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
     counts = defaultdict(int)
     with (
         graph.ProteinGraph.from_config(config) as proteins,
-        _ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill,
+        ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill,
     ):
         _check_before_embedding(config, proteins)
         rejects = [
@@ -80,7 +69,7 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
         "rejected_at_export": rejects,
         "shards": shards,
         "server": server,
-        "created": _now(),
+        "created": now(),
     }
     parquet_io.write_json(manifest, manifest_path)
     log.info(
@@ -102,7 +91,7 @@ def _check_before_embedding(config: dict, proteins: graph.ProteinGraph) -> None:
     proteins.ensure_id_index()
     # With new weights under an old property, every protein would look up to date and
     # the run would silently change nothing.
-    proteins.check_same_space(*_expected_space(config))
+    proteins.check_same_space(*expected_space(config))
     dimension = expected_dimension(config["model"]["name"])
     if dimension is not None:
         proteins.check_vector_index(dimension, create=config["graph"]["create_vector_index"])
@@ -110,112 +99,6 @@ def _check_before_embedding(config: dict, proteins: graph.ProteinGraph) -> None:
 
 def _reject(protein_id: str, sha256: str | None, sequence: str | None, reason: str) -> dict:
     return {"id": protein_id, "sequence_sha256": sha256, "reason": reason, "sequence": sequence}
-
-
-class _ShardSpill:
-    """Exported proteins parked on disk until the graph has been read, then grouped by
-    sequence one spill file at a time.
-
-    There are at most SPILL_FILES files whatever the number of shards (few open files), and
-    few shards are spread over several files each, so grouping holds about 1/SPILL_FILES of
-    the exported proteins in memory. Identical sequences always meet in one file.
-    """
-
-    SPILL_FILES = 64
-    BUFFERED_ROWS = 16384  # in all spill files together, before each gets a write
-
-    def __init__(self, directory: Path, shards: int):
-        self.shards = shards
-        self.files_per_shard = max(1, self.SPILL_FILES // shards)
-        self.files = min(shards * self.files_per_shard, self.SPILL_FILES)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._directory = tempfile.TemporaryDirectory(dir=directory, prefix=".export-spill-")
-        self._paths = [Path(self._directory.name) / f"{f}.parquet" for f in range(self.files)]
-        self._writing = contextlib.ExitStack()
-        self._writers = [
-            # Without statistics: a writer keeps every row group's in memory until closed.
-            self._writing.enter_context(
-                parquet_io.table_writer(path, parquet_io.SPILL_SCHEMA, write_statistics=False)
-            )
-            for path in self._paths
-        ]
-        self._buffers: list[list[tuple]] = [[] for _ in range(self.files)]
-        self._buffered = 0
-
-    def __enter__(self) -> "_ShardSpill":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._writing.__exit__(*exc_info)
-        self._directory.cleanup()
-
-    def add(self, shard: int, sha256: str, sequence: str, protein_id: str) -> None:
-        # File f holds shard f mod shards (few shards), or shards f, f + files, ... (many).
-        spread = int(sha256[16:32], 16) % self.files_per_shard
-        f = (shard + self.shards * spread) % self.files
-        self._buffers[f].append((shard, sha256, sequence, protein_id))
-        self._buffered += 1
-        if self._buffered >= self.BUFFERED_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        for writer, buffer in zip(self._writers, self._buffers, strict=True):
-            if buffer:
-                columns = zip(*buffer, strict=True)
-                columns = dict(zip(parquet_io.SPILL_SCHEMA.names, columns, strict=True))
-                writer.write_table(pa.table(columns, schema=parquet_io.SPILL_SCHEMA))
-                buffer.clear()
-        self._buffered = 0
-
-    def write_shards(self, shard_paths: list[str]) -> list[dict]:
-        """Write each shard, one row per unique sequence with its ids in export order."""
-        self._flush()
-        self._writing.close()
-        summaries: list[dict] = [{} for _ in shard_paths]
-        with contextlib.ExitStack() as open_shard:
-            current = writer = None
-            # A shard's files in a row, so that one shard file is open at a time.
-            for f in sorted(range(self.files), key=lambda f: f % self.shards):
-                for shard, rows in self._grouped(f):
-                    if shard != current:
-                        open_shard.close()
-                        current = shard
-                        writer = open_shard.enter_context(
-                            parquet_io.table_writer(shard_paths[shard], parquet_io.SHARD_SCHEMA)
-                        )
-                        summaries[shard] = {"path": str(shard_paths[shard])}
-                    writer.write_table(rows)
-                    summary = summaries[shard]
-                    summary["sequences"] = summary.get("sequences", 0) + rows.num_rows
-                    ids = len(pa.compute.list_flatten(rows["ids"]))
-                    summary["proteins"] = summary.get("proteins", 0) + ids
-        for shard, path in enumerate(shard_paths):
-            if not summaries[shard]:
-                parquet_io.write_table(parquet_io.SHARD_SCHEMA.empty_table(), path)
-                summaries[shard] = {"path": str(path), "sequences": 0, "proteins": 0}
-        return summaries
-
-    def _grouped(self, f: int) -> Iterator[tuple[int, pa.Table]]:
-        """(shard, its unique sequences) for each shard in spill file f, shards ascending."""
-        grouped = (
-            parquet_io.read_table(self._paths[f])
-            .group_by(["shard", "sequence_sha256"], use_threads=False)
-            .aggregate([("sequence", "first"), ("id", "list")])
-        )
-        # A stable sort keeps each shard's sequences in the order they were exported.
-        grouped = grouped.take(pa.compute.sort_indices(grouped, [("shard", "ascending")]))
-        shards = grouped["shard"].to_numpy()
-        starts = np.flatnonzero(np.diff(shards, prepend=-1))  # where a new shard begins
-        ends = np.append(starts[1:], len(shards))[: len(starts)]
-        for start, end in zip(starts, ends, strict=True):
-            rows = grouped.slice(start, end - start)
-            yield (
-                int(shards[start]),
-                pa.table(
-                    [rows["sequence_sha256"], rows["sequence_first"], rows["id_list"]],
-                    schema=parquet_io.SHARD_SCHEMA,
-                ),
-            )
 
 
 def embed(
@@ -235,47 +118,37 @@ def embed(
     model.embedding.per_residue).
     """
     # Imported here so that export, merge and load never pay for the deep-learning stack.
-    from .adapters import load_adapter
-    from .embedding import Embedded, EmbeddingKind, default_tokens_per_batch, embed_sequences
+    from .embedder import Embedder
+    from .embedding import Embedded
 
     model = config["model"]
-    kind = EmbeddingKind.from_config(model["embedding"])
-    if kind.per_residue and residues_path is None:
+    # The notebook's path: Embedder.embed prepares, deduplicates and embeds.
+    embedder = Embedder.from_config(model, progress=False)
+    kind = embedder.kind
+    per_residue = model["embedding"]["per_residue"]
+    if per_residue and residues_path is None:
         raise ValueError("model.embedding.per_residue needs a residues_path to write to")
     shard = parquet_io.read_table(shard_path).to_pylist()
     rejects: list[dict] = []
     if shard:
-        adapter = load_adapter(model["name"], model["family"], model["device"])
-        prepared, kept = [], []
-        for row in shard:
-            try:
-                prepared.append(adapter.prepare(row["sequence"]))
-                kept.append(row)
-            except RejectedSequence as reason:
-                rejects.extend(_rejects(row, str(reason)))
-        budget = model["tokens_per_batch"]
-        if budget == "auto" or adapter.device.type == "cpu":  # a CPU: always the default
-            budget = default_tokens_per_batch(adapter.device)
-        budget = max(1, budget // token_budget_divisor)
+        adapter = embedder.adapter  # loaded before the clock starts
+        budget = embedder.token_budget(token_budget_divisor)
         started = time.perf_counter()
-        results = embed_sequences(
-            adapter,
-            prepared,
-            kind=kind,
-            long_sequences=model["long_sequences"],
-            overlap=model["chunk_overlap"],
-            max_residues=model["max_residues"],
-            tokens_per_batch=budget,
+        results = embedder.embed(
+            [row["sequence"] for row in shard],
+            per_residue=per_residue,
             progress=progress,
+            token_budget_divisor=token_budget_divisor,
         )
         seconds = time.perf_counter() - started
         done = []
-        for row, result in zip(kept, results, strict=True):
+        for row, result in zip(shard, results, strict=True):
             if isinstance(result, Embedded):
                 done.append((row, result))
             else:  # a RejectedSequence: its message is the reason
                 rejects.extend(_rejects(row, str(result)))
-        dimension, metadata = adapter.dimension, _embedding_metadata(config, adapter, kind)
+        dimension = adapter.dimension
+        metadata = embedding_metadata(config, adapter, kind, per_residue=per_residue)
         metadata["throughput"] = _throughput(shard_path, done, seconds, adapter, budget)
         log.info("shard %s: %s", shard_path, metadata["throughput"])
     else:
@@ -307,8 +180,8 @@ def embed(
             schema=parquet_io.residue_embeddings_schema(dimension),
         )
         residue_metadata = metadata | {
-            "embedding": "per_residue" if kind.per_residue else "none",
-            "representation": metadata.get("residue_representation"),
+            "embedding": "per_residue" if per_residue else "none",
+            "pooling": metadata.get("residue_pooling"),
         }
         parquet_io.write_table(residue_table, residues_path, residue_metadata)
     parquet_io.write_table(pa.Table.from_pylist(rejects, parquet_io.REJECTS_SCHEMA), rejects_path)
@@ -346,85 +219,8 @@ def _run_throughput(shard_metadata: list[dict]) -> dict:
     }
 
 
-def _expected_space(config: dict) -> tuple[dict, list[str]]:
-    """What the export can tell about the run's vectors before a model is loaded, and which
-    of it to compare: the weights' revision where it is known here (a local directory, a
-    hub model in the cache), otherwise the model's name."""
-    model = config["model"]
-    expected = {
-        "model": model["name"],
-        "model_revision": model_revision(model["name"]),
-        "embedding": embedding_kind(model["embedding"]),
-    }
-    known = "model_revision" if expected["model_revision"] != "unknown" else "model"
-    return expected, ["embedding", known]
-
-
 def _rejects(row: dict, reason: str) -> list[dict]:
     return [_reject(i, row["sequence_sha256"], row["sequence"], reason) for i in row["ids"]]
-
-
-def _embedding_metadata(config: dict, adapter, kind) -> dict:
-    """What the vectors are, exactly: the kind's name (also stored in the graph) and, in
-    words, which tokens and which layers (before or after the final norm) they come from."""
-    model = config["model"]
-    extras = {}
-    # esm lives in envs/esm.yaml only; snakemake where a job runs under it
-    for package in ("esm", "sentencepiece", "snakemake"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            extras[package] = importlib.metadata.version(package)
-    metadata = {
-        "model": model["name"],
-        "revision": model_revision(model["name"], adapter),
-        "family": adapter.family,
-        "implementation": getattr(adapter, "implementation", None),
-        "embedding": kind.name,
-        "representation": kind.describe(adapter),
-        "layers": kind.layers(adapter.num_layers),
-        "num_layers": adapter.num_layers,
-        "normalized": kind.normalize,
-        "dimension": adapter.dimension,
-        "precision": adapter.precision,
-        "attention": adapter.attention,
-        "max_residues": model["max_residues"] or adapter.max_residues,
-        "long_sequences": model["long_sequences"],
-        "chunk_overlap": model["chunk_overlap"],
-        "device": str(adapter.device),
-        "versions": _versions() | extras,
-        "created": _now(),
-    }
-    if kind.per_residue:
-        metadata["residue_representation"] = kind.describe_residues(adapter)
-    return metadata
-
-
-def model_revision(name: str, adapter=None) -> str:
-    """Which weights made the vectors: the hub commit they were loaded from, or for a local
-    directory 40 hex digits of a SHA-256 over its JSON files (config, weight index) and each
-    weight file's name, size, first and last MiB (hashing whole weights would cost every
-    job minutes)."""
-    if getattr(adapter, "revision", None):
-        return adapter.revision
-    directory = Path(name)
-    if directory.parent.name == "snapshots" and directory.parent.parent.name.startswith("models--"):
-        return directory.name  # a hub cache snapshot, named by its commit: same as by name
-    if directory.is_dir():
-        digest = hashlib.sha256()
-        for path in sorted(directory.iterdir()):
-            if path.suffix == ".json":
-                digest.update(path.name.encode() + path.read_bytes())
-            elif path.suffix in (".safetensors", ".bin", ".pt", ".pth"):
-                size = path.stat().st_size
-                with path.open("rb") as weights:
-                    head = weights.read(1 << 20)
-                    weights.seek(max(size - (1 << 20), 0))
-                    tail = weights.read()
-                digest.update(f"{path.name}:{size}:".encode() + head + tail)
-        return digest.hexdigest()[:40]
-    from .adapters import hub_snapshot
-
-    snapshot = hub_snapshot(name)
-    return snapshot.name if snapshot else "unknown"
 
 
 def merge(
@@ -509,49 +305,6 @@ def merge(
     return summary
 
 
-def run_record(
-    config: dict, manifest: dict, metadata: dict | None, summary: dict, embeddings_path: str
-) -> dict:
-    """What a methods section cites about one run: which weights, settings, software and
-    server made the vectors, how many there are, and the merged file's checksum."""
-    embedded = metadata or {}  # no metadata: nothing needed embedding this run
-    digest = hashlib.sha256()
-    with open(embeddings_path, "rb") as merged:
-        for block in iter(lambda: merged.read(1 << 20), b""):
-            digest.update(block)
-    return {
-        "protembed": __version__,
-        "model": {
-            "name": config["model"]["name"],
-            # The hub commit, or for a local directory a fingerprint of its files (see
-            # model_revision); "kmer-counting-N" for the weight-free k-mer baseline.
-            "revision": embedded.get("revision", model_revision(config["model"]["name"])),
-            "family": embedded.get("family"),
-            "implementation": embedded.get("implementation"),
-        },
-        "vectors": {
-            key: embedded.get(key)
-            for key in ("embedding", "representation", "dimension", "layers", "normalized")
-        },
-        "compute": {key: embedded.get(key) for key in ("device", "precision", "attention")},
-        "settings": config,
-        "versions": embedded.get("versions", {"protembed": __version__}),
-        "neo4j_server": manifest.get("server"),
-        "property": manifest["property"],
-        "counts": {
-            "proteins_with_sequence": manifest["proteins_with_sequence"],
-            "up_to_date": manifest["up_to_date"],
-            "exported": manifest["exported"],
-            "unique_sequences": manifest["unique_sequences"],
-            "embedded": summary["embedded"],
-            "rejected": summary["rejected"],
-        },
-        "embeddings": {"path": str(embeddings_path), "sha256": digest.hexdigest()},
-        "exported_at": manifest["created"],
-        "created": _now(),
-    }
-
-
 def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: str) -> dict:
     """Write the run's vectors and rejections into the graph; make sure the index is ONLINE.
 
@@ -571,7 +324,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         started = time.monotonic()
         # Rejections to write come from embed jobs that loaded the model, so whenever
         # there is anything to write, the metadata says what made it.
-        provenance = _provenance(metadata) if metadata.get("dimension") else None
+        provenance = graph_provenance(metadata) if metadata.get("dimension") else None
         if provenance:
             proteins.check_same_space(provenance)
         if total:
@@ -608,7 +361,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         "write_seconds": round(seconds, 3),
         "neo4j_rust_ext": graph.rust_extension_loaded(),
         "vector_index": index,
-        "created": _now(),
+        "created": now(),
     }
     parquet_io.write_json(receipt, receipt_path)
     log.info("loaded: %s", {k: v for k, v in receipt.items() if k != "not_written_sequence_gone"})
@@ -643,22 +396,3 @@ def _rejection_batches(path: str, batch_size: int) -> Iterator[list[dict]]:
         ]
         if rows:
             yield rows
-
-
-def _provenance(metadata: dict) -> dict:
-    """What every vector of the run shares, from the embed step's Parquet metadata."""
-    created = metadata.get("created") or _now()
-    return {
-        "model": metadata["model"],
-        "model_revision": metadata.get("revision", "unknown"),
-        "embedding": metadata["embedding"],
-        "pooling": metadata["representation"],
-        "dimension": metadata["dimension"],
-        "precision": metadata["precision"],
-        "created": datetime.datetime.fromisoformat(created),
-        "pipeline": f"protembed {metadata.get('versions', {}).get('protembed', __version__)}",
-    }
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

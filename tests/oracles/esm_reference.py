@@ -24,7 +24,7 @@ from esm.models.esmc import ESMC
 
 from protembed.adapters import load_adapter
 from protembed.embedding import EmbeddingKind, embed_sequences, plan_windows
-from protembed.random_models import save_random_esm3
+from protembed.testing.random_models import save_random_esm3
 
 KINDS = {
     "last": EmbeddingKind(),

@@ -8,7 +8,7 @@ from protembed.names import vector_property
 min_version("9.14.1")
 
 
-check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+check_config(config)
 validate(config, schema="../schemas/config.schema.yaml")
 
 # All outputs of one model live under one directory named after its vector property, so

@@ -5,10 +5,10 @@ rule export_sequences:
     log:
         RUN / "logs" / "export.log",
     localrule: LOCAL_GRAPH_STEPS
+    conda:
+        "../../envs/graph.yaml"
     resources:
         mem_mb=grows_with_attempt(8000),
         runtime=grows_with_attempt(120),
-    conda:
-        "../../envs/graph.yaml"
     script:
         "../../scripts/export.py"

@@ -7,10 +7,10 @@ rule load_vectors:
     log:
         RUN / "logs" / "load.log",
     localrule: LOCAL_GRAPH_STEPS
+    conda:
+        "../../envs/graph.yaml"
     resources:
         mem_mb=grows_with_attempt(4000),
         runtime=grows_with_attempt(240),
-    conda:
-        "../../envs/graph.yaml"
     script:
         "../../scripts/load.py"

@@ -11,10 +11,10 @@ rule merge_shards:
     log:
         RUN / "logs" / "merge.log",
     localrule: LOCAL_GRAPH_STEPS
+    conda:
+        "../../envs/graph.yaml"
     resources:
         mem_mb=grows_with_attempt(4000),
         runtime=grows_with_attempt(60),
-    conda:
-        "../../envs/graph.yaml"
     script:
         "../../scripts/merge.py"

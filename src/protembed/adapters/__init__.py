@@ -141,7 +141,9 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
-def load_adapter(name: str, family: str = "auto", device: str = "auto") -> "Adapter":
+def load_adapter(
+    name: str, family: str = "auto", device: str = "auto", precision: str = "auto"
+) -> "Adapter":
     family = resolve_family(name, family)
     module_name, class_name = FAMILIES[family]
     try:
@@ -161,5 +163,5 @@ def load_adapter(name: str, family: str = "auto", device: str = "auto") -> "Adap
             f"{str(error).splitlines()[0]}); without access to the model hub, set model.name "
             "to a local directory that holds the weights"
         ) from error
-    adapter.use_device_precision()
+    adapter.use_precision(precision)
     return adapter

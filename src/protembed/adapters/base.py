@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import torch
 
+from ..errors import UserError
 from ..sequences import clean_sequence
 
 # The 20 standard residues plus the ambiguity and rare codes that ESM-style vocabularies hold.
@@ -47,7 +48,7 @@ class Adapter(ABC):
     dimension: int
     max_residues: int
     num_layers: int
-    # What the weights are held in and which attention kernel runs (use_device_precision).
+    # What the weights are held in and which attention kernel runs (use_precision).
     precision: str = "float32"
     attention: str | None = None
 
@@ -94,18 +95,28 @@ class Adapter(ABC):
         start = self.first_residue
         return [states[i, start : start + len(s)] for i, s in enumerate(sequences)]
 
-    def use_device_precision(self) -> None:
-        """On a GPU: the family's half precision and the fastest attention installed.
+    def use_precision(self, requested: str = "auto") -> None:
+        """Hold the weights in `requested` (auto: see choose_precision); on a GPU also pick
+        the fastest attention installed.
 
         Rotary frequencies stay float32: transformers multiplies positions by them in float32,
         but a frequency buffer cast to half precision has lost digits, and the angle error
         grows with the position (residue 1,000 would be rotated visibly wrong).
         """
+        model = getattr(self, "model", None)
+        if model is None:  # nothing to cast (the k-mer counts)
+            return
+        dtype = choose_precision(requested, self.device, self.half_precision)
+        if dtype == torch.float16 and self.half_precision != torch.float16:
+            raise UserError(
+                f"precision float16 is refused for {self.family}: its half precision is "
+                "bfloat16 (T5 overflows in float16); use bfloat16 or float32"
+            )
+        if dtype != torch.float32:
+            cast_keeping_rotary_float32(model, dtype)
+            self.precision = str(dtype).removeprefix("torch.")
         if self.device.type != "cuda":
             return
-        model = self.model
-        cast_keeping_rotary_float32(model, self.half_precision)
-        self.precision = str(self.half_precision).removeprefix("torch.")
         config = getattr(model, "config", None)
         self.attention = getattr(config, "_attn_implementation", None)
         if getattr(model, "_supports_flash_attn", False):
@@ -136,6 +147,21 @@ class Adapter(ABC):
         return (
             f"layer {layer} of {self.num_layers} (block {layer}'s output, before {self.final_norm})"
         )
+
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def choose_precision(
+    requested: str, device: torch.device, half_precision: torch.dtype
+) -> torch.dtype:
+    """What the weights are held in. The one place `auto` is decided: the family's half
+    precision on a GPU, float32 elsewhere."""
+    if requested not in PRECISIONS:
+        raise UserError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
+    if requested == "auto":
+        return half_precision if device.type == "cuda" else torch.float32
+    return getattr(torch, requested)
 
 
 def cast_keeping_rotary_float32(model: torch.nn.Module, dtype: torch.dtype) -> None:

@@ -19,7 +19,7 @@ from typing import IO, Self
 
 LAUNCHER_DIR = Path("tools") / "neo4j-launcher"
 JAR_NAME = "neo4j-launcher.jar"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # The two lines users run: the LTS, and the newest calendar release on Maven Central.
 LTS = "5.26.30"

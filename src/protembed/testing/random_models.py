@@ -165,7 +165,7 @@ def save_random_esm3(
     """An ESM-3 (esm3-open: 48 layers, 1536 wide, 24 heads, 256 geometric heads) as
     adapters/esm3.py reads a local directory: config.json and model.pth. Needs the esm
     package (envs/esm.yaml)."""
-    from .adapters.esm3 import build_esm3
+    from ..adapters.esm3 import build_esm3
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from . import graph
+from .. import graph
+from ..parquet_io import count_rows
 from .fasta import read_proteins
 from .local_neo4j import REPO_ROOT, LocalNeo4j
-from .parquet_io import count_rows
 
 DEMO_MODEL = "facebook/esm2_t6_8M_UR50D"
 PROTEINS = REPO_ROOT / "tests" / "data" / "synechocystis_every7th.fasta"

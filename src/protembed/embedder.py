@@ -1,0 +1,422 @@
+"""The front door for notebooks and the workflow alike: one object that turns sequences into
+vectors.
+
+    from protembed import Embedder
+    embedder = Embedder("facebook/esm2_t33_650M_UR50D")
+    vectors = embedder.encode(["MKTAYIAKQR", "MSLNKIIVEGR"])  # (2, 1280) float32
+
+The workflow's embed step calls `Embedder.embed`, the same path as `encode`, so a notebook's
+vectors are the workflow's. Loaded models are kept per (model, family, device, precision)
+for the life of the process; with `devices=` a call is spread over one spawned worker
+process per device, each keeping its own model between calls.
+"""
+
+import os
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from .adapters import load_adapter, resolve_device
+from .adapters.base import PRECISIONS, Adapter
+from .embedding import Embedded, EmbeddingKind, default_tokens_per_batch, embed_sequences
+from .errors import RejectedSequence, UserError
+from .sequences import sequence_sha256
+
+LONG_SEQUENCE_POLICIES = ("chunk", "truncate", "reject")
+ERROR_MODES = ("raise", "nan", "skip")
+
+# Loaded models of this process: (name, family, device, precision) -> adapter.
+_ADAPTERS: dict[tuple[str, str, str, str], Adapter] = {}
+
+# PyEED's EmbeddingProcessor kinds (src/pyeed/embeddings/processor.py) and what gives the
+# same representation here: Embedder arguments, and whether PyEED returns one matrix per
+# protein (residues x dimension; here encode_records(per_residue=True)). What differs is in
+# the README's table: our means never include special tokens, our vectors are float32.
+PYEED_EMBEDDING_TYPES = {
+    # the last layer of every residue (special tokens dropped): a matrix
+    "last_hidden_state": ({"layer": "last"}, True),
+    # every layer including the input embeddings, each residue L2-normalised: our nearest
+    # is the mean over blocks 1..N (layer 0 excluded), per residue
+    "all_layers": ({"layer": "all"}, True),
+    # PyEED's "first layer" is hidden_states[0], the input embeddings: our layer 0
+    "first_layer": ({"layer": 0}, True),
+    # the mean of the last layer over every token, <cls> and <eos> included: our residue mean
+    "final_embeddings": ({"layer": "last"}, False),
+}
+
+
+def cached_adapter(name: str, family: str, device: str, precision: str) -> Adapter:
+    """The model loaded once per process for these settings."""
+    key = (name, family, str(resolve_device(device)), precision)
+    if key not in _ADAPTERS:
+        _ADAPTERS[key] = load_adapter(name, family, device, precision)
+    return _ADAPTERS[key]
+
+
+@dataclass
+class Records:
+    """(id, sequence) records from a notebook's usual containers, in input order."""
+
+    ids: list[str]
+    sequences: list[object]  # not always strings: those that are not get rejected
+
+    @classmethod
+    def of(
+        cls, records, *, id_column: str | None = None, sequence_column: str = "sequence"
+    ) -> "Records":
+        """From (id, sequence) pairs, a {id: sequence} dict, a FASTA path, or a DataFrame
+        (ids from `id_column`, else an `id` or `accession_id` column, else the index)."""
+        if isinstance(records, str | Path):
+            return cls.from_fasta(records)
+        if hasattr(records, "columns"):  # a pandas DataFrame
+            if sequence_column not in records.columns:
+                raise UserError(f"the DataFrame has no {sequence_column!r} column")
+            column = id_column or next(
+                (c for c in ("id", "accession_id") if c in records.columns), None
+            )
+            ids = records[column] if column else records.index
+            return cls([str(i) for i in ids], list(records[sequence_column]))
+        if isinstance(records, Mapping):
+            return cls([str(i) for i in records], list(records.values()))
+        pairs = list(records)
+        for position, pair in enumerate(pairs):
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise UserError(f"record {position} is not an (id, sequence) pair: {pair!r:.60}")
+        return cls([str(i) for i, _ in pairs], [s for _, s in pairs])
+
+    @classmethod
+    def from_fasta(cls, path: str | Path) -> "Records":
+        """UniProt headers (`sp|P14835|PSBH_SYNY3 ...`) give the accession between the bars."""
+        from Bio import SeqIO
+
+        if not Path(path).is_file():
+            raise UserError(f"FASTA file {path} does not exist")
+        ids, sequences = [], []
+        for record in SeqIO.parse(str(path), "fasta"):
+            parts = record.id.split("|")
+            ids.append(parts[1] if len(parts) >= 3 else record.id)
+            sequences.append(str(record.seq))
+        return cls(ids, sequences)
+
+
+class Embedder:
+    """A protein language model with one embedding kind, as notebooks and the workflow use it.
+
+    `layer`: last, first, all, or a layer number (0 the input embeddings); `normalize`: L2;
+    `long_sequences`: chunk, truncate or reject beyond `max_residues` (default: the model's
+    trained length); `precision`: auto, float32, bfloat16 or float16 (auto: the family's
+    half precision on a GPU, float32 elsewhere); `tokens_per_batch`: auto or a number;
+    `devices`: "all" or a list of devices to spread each call over, one worker process each;
+    `progress`: a bar (tqdm.auto: a widget in Jupyter) unless False.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        family: str = "auto",
+        device: str = "auto",
+        devices: str | list[str] | None = None,
+        layer: str | int = "last",
+        normalize: bool = False,
+        long_sequences: str = "chunk",
+        max_residues: int | None = None,
+        chunk_overlap: int = 256,
+        precision: str = "auto",
+        tokens_per_batch: int | str = "auto",
+        progress: bool = True,
+    ):
+        if long_sequences not in LONG_SEQUENCE_POLICIES:
+            raise UserError(
+                f"long_sequences {long_sequences!r} is not one of "
+                f"{', '.join(LONG_SEQUENCE_POLICIES)}"
+            )
+        if precision not in PRECISIONS:
+            raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if tokens_per_batch != "auto" and not (
+            isinstance(tokens_per_batch, int) and tokens_per_batch >= 1
+        ):
+            raise UserError(f"tokens_per_batch {tokens_per_batch!r} is not auto or a number >= 1")
+        self.model = str(model)
+        self.family = family
+        self.devices = _worker_devices(devices)
+        # With workers, this process only prepares sequences: its copy stays off the GPUs.
+        self._device = "cpu" if self.devices and device == "auto" else device
+        self.kind = EmbeddingKind(layer, False, normalize)
+        self.long_sequences = long_sequences
+        self.max_residues = max_residues
+        self.chunk_overlap = chunk_overlap
+        self._precision = precision
+        self.tokens_per_batch = tokens_per_batch
+        self.progress = progress
+        self.last_rejects: dict[int, str] = {}  # encode's rejected inputs: index -> reason
+        self._workers: list[ProcessPoolExecutor] = []  # one per entry of devices, once started
+
+    @classmethod
+    def from_config(cls, model: dict, **overrides) -> "Embedder":
+        """From config.yaml's `model` section (after the schema filled in its defaults)."""
+        settings = {
+            "family": model["family"],
+            "device": model["device"],
+            "layer": model["embedding"]["layer"],
+            "normalize": model["embedding"]["normalize"],
+            "long_sequences": model["long_sequences"],
+            "max_residues": model["max_residues"],
+            "chunk_overlap": model["chunk_overlap"],
+            "precision": model["precision"],
+            "tokens_per_batch": model["tokens_per_batch"],
+        }
+        return cls(model["name"], **(settings | overrides))
+
+    @classmethod
+    def like_pyeed(cls, model: str, embedding_type: str, **settings) -> tuple["Embedder", bool]:
+        """The Embedder for one of PyEED's embedding types, and whether PyEED returns residue
+        matrices for it (then call encode_records(..., per_residue=True))."""
+        if embedding_type not in PYEED_EMBEDDING_TYPES:
+            raise UserError(
+                f"PyEED embedding_type {embedding_type!r} is not one of "
+                f"{', '.join(PYEED_EMBEDDING_TYPES)}"
+            )
+        arguments, per_residue = PYEED_EMBEDDING_TYPES[embedding_type]
+        return cls(model, **(settings | arguments)), per_residue
+
+    # What the model is -------------------------------------------------------------
+
+    @property
+    def adapter(self) -> Adapter:
+        """The model in this process (loaded on first use, then shared by every Embedder
+        with the same model, family, device and precision)."""
+        return cached_adapter(self.model, self.family, self._device, self._precision)
+
+    @property
+    def dimension(self) -> int:
+        return self.adapter.dimension
+
+    @property
+    def num_layers(self) -> int:
+        return self.adapter.num_layers
+
+    @property
+    def precision(self) -> str:
+        return self.adapter.precision
+
+    @property
+    def device(self) -> str:
+        return str(self.adapter.device)
+
+    def describe(self) -> str:
+        """Exactly what a vector is, in words: the pooling statement stored with them."""
+        return self.kind.describe(self.adapter)
+
+    def token_budget(self, divisor: int = 1) -> int:
+        """Tokens per forward pass: tokens_per_batch, or the device's automatic one."""
+        budget = self.tokens_per_batch
+        if budget == "auto" or self.adapter.device.type == "cpu":  # a CPU: always one piece
+            budget = default_tokens_per_batch(self.adapter.device)
+        return max(1, budget // divisor)
+
+    # Embedding -----------------------------------------------------------------------
+
+    def embed(
+        self,
+        sequences: list,
+        *,
+        per_residue: bool = False,
+        progress=None,
+        token_budget_divisor: int = 1,
+    ) -> list[Embedded | RejectedSequence]:
+        """One result per input sequence, in input order: its vector (and residue matrix)
+        or the reason it was rejected. Sequences are prepared here (uppercase, whitespace
+        and a terminal * dropped); identical prepared sequences are embedded once.
+
+        `progress`: True (tqdm.auto), False, a file or a tqdm class for the bar; None: the
+        Embedder's own setting.
+        """
+        results: list[Embedded | RejectedSequence | None] = [None] * len(sequences)
+        unique: dict[str, list[int]] = {}  # prepared sequence -> its inputs
+        for index, sequence in enumerate(sequences):
+            if not isinstance(sequence, str):
+                results[index] = RejectedSequence("sequence is not a string")
+                continue
+            try:
+                unique.setdefault(self.adapter.prepare(sequence), []).append(index)
+            except RejectedSequence as reason:
+                results[index] = reason
+        if unique:
+            kind = EmbeddingKind(self.kind.layer, per_residue, self.kind.normalize)
+            progress = _progress(self.progress if progress is None else progress)
+            embedded = self._run(
+                list(unique), kind, self.token_budget(token_budget_divisor), progress
+            )
+            for indices, result in zip(unique.values(), embedded, strict=True):
+                for index in indices:
+                    results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _run(self, prepared: list[str], kind: EmbeddingKind, budget: int, progress):
+        settings = {
+            "kind": kind,
+            "long_sequences": self.long_sequences,
+            "overlap": self.chunk_overlap,
+            "max_residues": self.max_residues,
+            "tokens_per_batch": budget,
+        }
+        if len(self.devices) < 2 or len(prepared) < 2:
+            return embed_sequences(self.adapter, prepared, progress=progress, **settings)
+        return self._spread(prepared, settings)
+
+    def _spread(self, prepared: list[str], settings: dict) -> list:
+        """Each worker gets every n-th sequence by length, so all get similar work."""
+        order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i]))
+        parts = [order[w :: len(self.devices)] for w in range(len(self.devices))]
+        model = (self.model, self.family, self._precision)
+        workers = self._start_workers()
+        futures = [
+            worker.submit(_embed_in_worker, model, device, [prepared[i] for i in part], settings)
+            for worker, device, part in zip(workers, self.devices, parts, strict=True)
+            if part
+        ]
+        results: list = [None] * len(prepared)
+        for part, future in zip(parts, futures, strict=False):
+            for index, result in zip(part, future.result(), strict=True):
+                results[index] = result
+        return results
+
+    def _start_workers(self) -> list[ProcessPoolExecutor]:
+        """One process per device, started on first use and kept (with its model) until
+        close()."""
+        if not self._workers:
+            threads = max(1, (os.cpu_count() or 1) // len(self.devices))
+            self._workers = [
+                ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=get_context("spawn"),  # CUDA cannot be forked
+                    initializer=_start_worker,
+                    initargs=(device, threads),
+                )
+                for device in self.devices
+            ]
+        return self._workers
+
+    def close(self) -> None:
+        """Stop the worker processes (their models go with them)."""
+        for worker in self._workers:
+            worker.shutdown()
+        self._workers = []
+
+    def __enter__(self) -> "Embedder":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def encode(self, sequences: str | Iterable[str], *, errors: str = "raise", progress=None):
+        """(n, dimension) float32 vectors in input order; a single string gives one vector.
+
+        A sequence that cannot be embedded (empty, characters the model cannot read, too
+        long under long_sequences="reject") raises with its index and reason
+        (errors="raise"), becomes a row of NaN ("nan") or is left out ("skip"); with "nan"
+        and "skip", `last_rejects` maps each such input's index to its reason.
+        """
+        if errors not in ERROR_MODES:
+            raise UserError(f"errors {errors!r} is not one of {', '.join(ERROR_MODES)}")
+        single = isinstance(sequences, str)
+        sequences = [sequences] if single else list(sequences)
+        results = self.embed(sequences, progress=progress)
+        self.last_rejects = {
+            i: str(r) for i, r in enumerate(results) if isinstance(r, RejectedSequence)
+        }
+        if self.last_rejects and (errors == "raise" or (single and errors == "skip")):
+            index, reason = next(iter(self.last_rejects.items()))
+            raise UserError(
+                f"sequence {index} cannot be embedded: {reason} (pass errors='nan' or "
+                f"errors='skip' to go on without it)"
+            )
+        rows = [
+            r.vector if isinstance(r, Embedded) else np.full(self.dimension, np.nan, np.float32)
+            for r in results
+            if errors != "skip" or isinstance(r, Embedded)
+        ]
+        matrix = np.stack(rows) if rows else np.zeros((0, self.dimension), np.float32)
+        return matrix[0] if single else matrix
+
+    def encode_records(
+        self,
+        records,
+        *,
+        per_residue: bool = False,
+        id_column: str | None = None,
+        sequence_column: str = "sequence",
+        progress=None,
+    ):
+        """Embed (id, sequence) pairs, a {id: sequence} dict, a FASTA path or a DataFrame.
+
+        Returns (embedded, rejects), two pandas DataFrames in input order: `id`, `vector`
+        (float32), `residues`, `long_sequence_handling`, `sequence_sha256` (of the sequence
+        as given) and, with per_residue, `residue_vectors` (residues x dimension); and `id`,
+        `reason`. Every record is in one of the two.
+        """
+        import pandas as pd
+
+        given = Records.of(records, id_column=id_column, sequence_column=sequence_column)
+        results = self.embed(given.sequences, per_residue=per_residue, progress=progress)
+        rows, rejects = [], []
+        for protein_id, sequence, result in zip(given.ids, given.sequences, results, strict=True):
+            if isinstance(result, RejectedSequence):
+                rejects.append({"id": protein_id, "reason": str(result)})
+                continue
+            row = {
+                "id": protein_id,
+                "vector": result.vector,
+                "residues": result.residues,
+                "long_sequence_handling": result.handling,
+                "sequence_sha256": sequence_sha256(sequence),
+            }
+            if per_residue:
+                row["residue_vectors"] = result.residue_vectors
+            rows.append(row)
+        columns = ["id", "vector", "residues", "long_sequence_handling", "sequence_sha256"]
+        columns += ["residue_vectors"] if per_residue else []
+        return pd.DataFrame(rows, columns=columns), pd.DataFrame(rejects, columns=["id", "reason"])
+
+
+def _progress(progress):
+    """What embed_sequences takes: a file or tqdm class for the bar, or None for none."""
+    if progress is True:
+        from tqdm.auto import tqdm  # a widget in Jupyter, a bar in a terminal
+
+        return tqdm
+    return progress or None
+
+
+def _worker_devices(devices: str | list[str] | None) -> list[str]:
+    """The devices of the worker processes: none (run here), every GPU, or those named."""
+    if devices is None:
+        return []
+    if devices == "all":
+        import torch
+
+        count = torch.cuda.device_count()
+        return [f"cuda:{i}" for i in range(count)] if count else ["cpu"]
+    if isinstance(devices, str) or not all(isinstance(d, str) for d in devices):
+        raise UserError(f"devices {devices!r} is not 'all' or a list such as ['cuda:0', 'cuda:1']")
+    return list(devices)
+
+
+def _start_worker(device: str, threads: int) -> None:
+    """In a fresh worker: see only its own GPU (set before CUDA starts), share the CPUs."""
+    if device.startswith("cuda:"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _embed_in_worker(model: tuple, device: str, prepared: list[str], settings: dict) -> list:
+    name, family, precision = model
+    local = "cuda" if device.startswith("cuda") else device
+    return embed_sequences(cached_adapter(name, family, local, precision), prepared, **settings)
