@@ -73,6 +73,7 @@ def embed_graph(config: str | Path | dict, *, progress: bool = True) -> dict:
             str(run / "embeddings.parquet"),
             str(run / "rejects.parquet"),
             str(run / "summary.json"),
+            str(run / "run.json"),
         )
     with _step_log(run / "logs" / "load.log"):
         receipt = steps.load(
