@@ -451,14 +451,14 @@ def merge(
     metadata = next((m for m in shard_metadata if m.get("dimension")), None)
     if metadata:  # one shard's speed says nothing about the run's: that goes in summary.json
         metadata = {key: value for key, value in metadata.items() if key != "throughput"}
-        if run_record_path:
-            relative = os.path.relpath(run_record_path, Path(embeddings_path).parent)
-            metadata["run_record"] = relative
     dimension = metadata["dimension"] if metadata else 0
+    file_metadata = dict(metadata or {})
+    if run_record_path:
+        file_metadata["run_record"] = os.path.relpath(run_record_path, Path(embeddings_path).parent)
     model = config["model"]["name"]
     embedded = 0
     with parquet_io.table_writer(
-        embeddings_path, parquet_io.embeddings_schema(dimension), metadata
+        embeddings_path, parquet_io.embeddings_schema(dimension), file_metadata or None
     ) as writer:
         for path in shard_embeddings:
             table = parquet_io.read_table(path)
@@ -504,18 +504,27 @@ def merge(
     }
     parquet_io.write_json(summary, summary_path)
     if run_record_path:
-        record = run_record(config, manifest, metadata, summary, embeddings_path)
+        record = run_record(config, manifest, metadata, shard_metadata, summary, embeddings_path)
         parquet_io.write_json(record, run_record_path)
     log.info("merged: %s", summary)
     return summary
 
 
 def run_record(
-    config: dict, manifest: dict, metadata: dict | None, summary: dict, embeddings_path: str
+    config: dict,
+    manifest: dict,
+    metadata: dict | None,
+    shard_metadata: list[dict],
+    summary: dict,
+    embeddings_path: str,
 ) -> dict:
     """What a methods section cites about one run: which weights, settings, software and
-    server made the vectors, how many there are, and the merged file's checksum."""
-    embedded = metadata or {}  # no metadata: nothing needed embedding this run
+    server made the vectors, how many there are, and the merged file's checksum.
+
+    `metadata` is the first embedded shard's (None: nothing needed embedding this run);
+    where each shard ran, and in which precision, is listed per shard.
+    """
+    embedded = metadata or {}
     digest = hashlib.sha256()
     with open(embeddings_path, "rb") as merged:
         for block in iter(lambda: merged.read(1 << 20), b""):
@@ -534,7 +543,14 @@ def run_record(
             key: embedded.get(key)
             for key in ("embedding", "representation", "dimension", "layers", "normalized")
         },
-        "compute": {key: embedded.get(key) for key in ("device", "precision", "attention")},
+        "compute": {key: embedded.get(key) for key in ("device", "precision", "attention")}
+        | {
+            "shards": [
+                {key: m["throughput"][key] for key in ("shard", "device", "precision")}
+                for m in shard_metadata
+                if "throughput" in m
+            ]
+        },
         "settings": config,
         "versions": embedded.get("versions", {"protembed": __version__}),
         "neo4j_server": manifest.get("server"),
