@@ -98,8 +98,18 @@ def test_parent_workflow_runs_ours_as_a_module_and_consumes_its_outputs(
         "embedded": n,
         "rejected": 0,
     }
+    assert [shard["device"] for shard in record["compute"]["shards"]] == ["cpu", "cpu"]
     merged = (run / "embeddings.parquet").read_bytes()
     assert record["embeddings"]["sha256"] == hashlib.sha256(merged).hexdigest()
+
+    # A rerun with nothing left to embed still records itself, and the Parquet names it.
+    again = run_workflow(parent, "--forcerun", "protembed_export_sequences", snakefile=snakefile)
+    assert again.returncode == 0, again.stderr[-4000:]
+    record = read_json(run / "run.json")
+    assert record["counts"]["exported"] == 0 and record["counts"]["up_to_date"] == n
+    assert record["compute"]["shards"] == [] and record["versions"]["protembed"] == __version__
+    metadata = parquet_io.read_metadata(run / "embeddings.parquet")
+    assert metadata == {"run_record": "run.json"}
 
 
 def test_module_paths_resolve_from_the_module_not_the_working_directory(tmp_path):

@@ -98,11 +98,20 @@ def model_revision(name: str, adapter=None) -> str:
 
 
 def run_record(
-    config: dict, manifest: dict, metadata: dict | None, summary: dict, embeddings_path: str
+    config: dict,
+    manifest: dict,
+    metadata: dict | None,
+    shard_metadata: list[dict],
+    summary: dict,
+    embeddings_path: str,
 ) -> dict:
     """What a methods section cites about one run: which weights, settings, software and
-    server made the vectors, how many there are, and the merged file's checksum."""
-    embedded = metadata or {}  # no metadata: nothing needed embedding this run
+    server made the vectors, how many there are, and the merged file's checksum.
+
+    `metadata` is the first embedded shard's (None: nothing needed embedding this run);
+    where each shard ran, and in which precision, is listed per shard.
+    """
+    embedded = metadata or {}
     digest = hashlib.sha256()
     with open(embeddings_path, "rb") as merged:
         for block in iter(lambda: merged.read(1 << 20), b""):
@@ -121,7 +130,14 @@ def run_record(
             key: embedded.get(key)
             for key in ("embedding", "pooling", "dimension", "layers", "normalized")
         },
-        "compute": {key: embedded.get(key) for key in ("device", "precision", "attention")},
+        "compute": {key: embedded.get(key) for key in ("device", "precision", "attention")}
+        | {
+            "shards": [
+                {key: m["throughput"][key] for key in ("shard", "device", "precision")}
+                for m in shard_metadata
+                if "throughput" in m
+            ]
+        },
         "settings": config,
         "versions": embedded.get("versions", {"protembed": __version__}),
         "neo4j_server": manifest.get("server"),

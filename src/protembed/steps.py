@@ -245,14 +245,14 @@ def merge(
     metadata = next((m for m in shard_metadata if m.get("dimension")), None)
     if metadata:  # one shard's speed says nothing about the run's: that goes in summary.json
         metadata = {key: value for key, value in metadata.items() if key != "throughput"}
-        if run_record_path:
-            relative = os.path.relpath(run_record_path, Path(embeddings_path).parent)
-            metadata["run_record"] = relative
     dimension = metadata["dimension"] if metadata else 0
+    file_metadata = dict(metadata or {})
+    if run_record_path:
+        file_metadata["run_record"] = os.path.relpath(run_record_path, Path(embeddings_path).parent)
     model = config["model"]["name"]
     embedded = 0
     with parquet_io.table_writer(
-        embeddings_path, parquet_io.embeddings_schema(dimension), metadata
+        embeddings_path, parquet_io.embeddings_schema(dimension), file_metadata or None
     ) as writer:
         for path in shard_embeddings:
             table = parquet_io.read_table(path)
@@ -299,7 +299,7 @@ def merge(
     }
     parquet_io.write_json(summary, summary_path)
     if run_record_path:
-        record = run_record(config, manifest, metadata, summary, embeddings_path)
+        record = run_record(config, manifest, metadata, shard_metadata, summary, embeddings_path)
         parquet_io.write_json(record, run_record_path)
     log.info("merged: %s", summary)
     return summary
