@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from protembed import __version__, steps
+from protembed import __version__, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,9 +38,9 @@ def test_every_vector_carries_the_package_version():
     metadata = {
         "model": "kmer-2",
         "embedding": "mean_last",
-        "representation": "k-mer frequencies",
+        "pooling": "k-mer frequencies",
         "dimension": 400,
         "precision": "float32",
-        "versions": steps._versions(),
+        "versions": provenance.versions(),
     }
-    assert steps._provenance(metadata)["pipeline"] == f"protembed {__version__}"
+    assert provenance.graph_provenance(metadata)["pipeline"] == f"protembed {__version__}"
