@@ -154,7 +154,7 @@ class ExportRow:
     sequence: object  # str when the graph is sane; anything else is rejected
     stored_sha256: str | None  # hash of the sequence the stored vector or rejection is for
     settled: bool  # holds this model's vector, or the reason it was rejected
-    node: str  # elementId: orders nodes that share an id, within one export
+    node: str  # elementId: tells apart nodes that share an id
 
 
 @dataclass(frozen=True)
@@ -202,12 +202,14 @@ QUERIES = {
     "WHERE labelsOrTypes = [$label] AND properties = [$property] RETURN name, options, state",
     "create_id_index": "CREATE INDEX {index} IF NOT EXISTS FOR (p:{label}) ON (p.{id})",
     "await_index": "CALL db.awaitIndex($name, $timeout)",
-    # Keyset pages by (id, elementId): a run of nodes sharing an id may straddle pages.
-    "export_page": "MATCH (p:{label}) WHERE p.{id} >= $after AND p.{sequence} IS NOT NULL "
-    "WITH p, elementId(p) AS node WHERE p.{id} > $after OR node > $after_node "
-    "WITH p, node ORDER BY p.{id}, node LIMIT $limit "
-    "RETURN collect([p.{id}, p.{sequence}, p.{vector}_sequence_sha256, "
-    "p.{vector} IS NOT NULL OR p.{vector}_rejected IS NOT NULL, node]) AS page",
+    # Keyset pages in id order, served by the id's range index with the limit pushed down.
+    "export_page": "MATCH (p:{label}) WHERE p.{id} > $after AND p.{sequence} IS NOT NULL "
+    "WITH p ORDER BY p.{id} LIMIT $limit RETURN collect({row}) AS page",
+    # All nodes holding one id: a run of equal ids may straddle a page's end.
+    "export_id": "MATCH (p:{label}) WHERE p.{id} = $id AND p.{sequence} IS NOT NULL "
+    "RETURN collect({row}) AS page",
+    "export_row": "[p.{id}, p.{sequence}, p.{vector}_sequence_sha256, "
+    "p.{vector} IS NOT NULL OR p.{vector}_rejected IS NOT NULL, elementId(p)]",
     # A label scan on purpose: on 5.26 the planner answers `NOT p.id IS :: STRING NOT NULL`
     # from the id's range index, which holds no node that lacks the id.
     "without_string_id": "MATCH (p:{label}) USING SCAN p:{label} "
@@ -440,27 +442,35 @@ class ProteinGraph:
     # -- export -----------------------------------------------------------------------
 
     def export_rows(self, page_size: int) -> Iterator[ExportRow]:
-        """Every protein with a string id and a sequence, in (id, elementId) order, one
-        page at a time.
+        """Every protein with a string id and a sequence, in id order, one page at a time.
 
-        Keyset pages (served in id order by the id's range index) stay fast and correct
-        while others write to the graph, unlike SKIP/LIMIT, and each page is its own short
-        read transaction. A page travels as one collected list: record by record, Bolt's
-        per-record messages cost 4 to 10 times more on both ends.
+        Keyset pages (`id > last`, served in order by the id's range index) stay fast and
+        correct while others write to the graph, unlike SKIP/LIMIT, and each page is its own
+        short read transaction. Nodes may share an id: a full page's last id is read whole
+        by an index seek, so no run of equal ids is cut at a page boundary. A page travels
+        as one collected list: record by record, Bolt's per-record messages cost 4 to 10
+        times more on both ends.
         """
         self._need_vector_property()
-        query = self._query("export_page")
-        after, after_node = "", ""
+        row = self._query("export_row", cypher="")
+        page_query = self._query("export_page", row=row)
+        id_query = self._query("export_id", row=row)
+
+        def fetch(query: str, **parameters) -> list[ExportRow]:
+            records, _, _ = self._execute(query, read=True, **parameters)
+            return [ExportRow(*row) for row in records[0]["page"]]
+
+        # `id > ""` would skip the empty id, which sorts first.
+        yield from fetch(id_query, id="")
+        after = ""
         while True:
-            records, _, _ = self._execute(
-                query, read=True, after=after, after_node=after_node, limit=page_size
-            )
-            page = records[0]["page"]
-            for row in page:
-                yield ExportRow(*row)
+            page = fetch(page_query, after=after, limit=page_size)
             if len(page) < page_size:
+                yield from page
                 return
-            after, after_node = page[-1][0], page[-1][4]
+            after = page[-1].id
+            yield from (row for row in page if row.id != after)
+            yield from fetch(id_query, id=after)
 
     def without_string_id(self) -> list[tuple[str, str]]:
         """(elementId, reason) of proteins with a sequence but no string id: they cannot be
