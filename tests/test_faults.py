@@ -180,7 +180,9 @@ def test_load_killed_after_some_transactions(server, case, reference):
     faults.wait_for_text(directory / "results" / PROPERTY / "export" / "manifest.json", "}", run)
     with lock_middle_of_load(driver, directory):
         faults.wait_for(
-            lambda: faults.blocked_transactions(driver), "the load waiting", while_running=run
+            lambda: faults.transactions(driver, "setNodeVectorProperty", blocked=True),
+            "the load waiting",
+            while_running=run,
         )
         committed = vector_count(driver)
         run.kill_job("load.py")
@@ -205,7 +207,9 @@ def test_neo4j_stopped_during_load(server, case, reference):
     faults.wait_for_text(directory / "results" / PROPERTY / "export" / "manifest.json", "}", run)
     with lock_middle_of_load(driver, directory):
         faults.wait_for(
-            lambda: faults.blocked_transactions(driver), "the load waiting", while_running=run
+            lambda: faults.transactions(driver, "setNodeVectorProperty", blocked=True),
+            "the load waiting",
+            while_running=run,
         )
         committed = vector_count(driver)
         stopped = time.monotonic()
@@ -236,7 +240,11 @@ def test_neo4j_crashed_during_export(server, case, reference):
     with lock:
         run = faults.Run(directory, *ARGS, env=server.env())
         faults.wait_for(
-            lambda: faults.blocked_transactions(driver), "the export waiting", while_running=run
+            # Its index creation commits in a transaction of its own, with no query text.
+            lambda: len(faults.transactions(driver, "")) >= 2,
+            "the export creating its index",
+            timeout=60,
+            while_running=run,
         )
         crashed = time.monotonic()
         faults.crash(server)

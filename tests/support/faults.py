@@ -163,13 +163,17 @@ def write_lock(driver: neo4j.Driver, query: str, **parameters):
             pass  # the server went away, and the transaction with it
 
 
-def blocked_transactions(driver: neo4j.Driver) -> list[str]:
-    """Queries of the transactions that wait for a lock (SHOW TRANSACTIONS, Community too)."""
+def transactions(driver: neo4j.Driver, query_part: str, blocked: bool = False) -> list[str]:
+    """Statuses of the transactions running a query that holds `query_part` (SHOW
+    TRANSACTIONS, Community too); only those waiting for a lock with `blocked`."""
     records, _, _ = driver.execute_query(
         "SHOW TRANSACTIONS YIELD status, currentQuery "
-        "WHERE status STARTS WITH 'Blocked' RETURN currentQuery"
+        "WHERE currentQuery CONTAINS $part AND NOT currentQuery STARTS WITH 'SHOW' "
+        "RETURN status",
+        part=query_part,
     )
-    return [r["currentQuery"] for r in records]
+    statuses = [r["status"] for r in records]
+    return [s for s in statuses if s.startswith("Blocked")] if blocked else statuses
 
 
 def crash(server) -> None:
