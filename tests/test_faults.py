@@ -277,7 +277,7 @@ def test_truncated_shard_is_detected_and_rebuilt(server, case, reference):
 
     broken = faults.run(directory, *ARGS, env=server.env())
     assert broken.returncode != 0
-    assert f"protembed: error: {shard} is not a valid Parquet file" in broken.stderr
+    assert "embed/shard-0.parquet is not a valid Parquet file" in broken.stderr
     assert not shard.exists() and shard.with_name("shard-0.parquet.corrupt").is_file()
     assert vector_count(driver) == 0
 
@@ -358,7 +358,9 @@ def test_two_models_at_once(server, case, reference, proteins):
     kmer = "embedding_kmer_faults"
     (directory / "kmer.yaml").write_text(f"model:\n  name: kmer-2\n  property: {kmer}\n")
     esm_run = faults.Run(directory, *ARGS, env=server.env())
-    kmer_run = faults.Run(directory, *ARGS, "--configfile", "kmer.yaml", env=server.env())
+    kmer_run = faults.Run(
+        directory, *ARGS, "--configfile", str(directory / "kmer.yaml"), env=server.env()
+    )
     esm, other = esm_run.finish(), kmer_run.finish()
     assert esm.returncode == 0, esm.stderr[-4000:]
     assert other.returncode == 0, other.stderr[-4000:]
