@@ -113,6 +113,12 @@ def connect(connection: Connection) -> neo4j.Driver:
         ) from error
     except ServiceUnavailable as error:
         driver.close()
+        if "SSLCertVerificationError" in str(error):
+            raise UserError(
+                f"Neo4j at {connection.uri} presented a TLS certificate that could not be "
+                "verified; for a self-signed certificate use bolt+ssc:// or neo4j+ssc://, "
+                "else add its CA to the system's trust store"
+            ) from error
         raise UserError(
             f"cannot reach Neo4j at {connection.uri}: is the server running and NEO4J_URI right?"
         ) from error

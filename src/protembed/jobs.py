@@ -4,6 +4,8 @@ import logging
 import sys
 from contextlib import contextmanager
 
+from neo4j.exceptions import DriverError, Neo4jError
+
 from .errors import UserError
 
 
@@ -26,6 +28,19 @@ def snakemake_job(snakemake):
     except UserError as error:
         logging.getLogger("protembed").error("%s", error)
         print(f"protembed: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except (DriverError, Neo4jError) as error:
+        # The server went away or gave up mid-step (after the driver's own retries): the
+        # traceback goes to the log, one line to the user. Every write is idempotent.
+        logging.getLogger("protembed").exception("Neo4j failed during the step")
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"protembed: error: Neo4j failed during {snakemake.rule} "
+            f"({type(error).__name__}: {first_line}); what was committed stays, rerun the "
+            "same command once the server is back",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(1)
     except Exception:
         logging.getLogger("protembed").exception("the step failed")

@@ -1,9 +1,14 @@
 """Every Parquet file the workflow reads or writes, with its schema, in one place.
 
 Writes are atomic: a temporary file beside the target, then a rename, so a crashed job
-never leaves a half-written file that a rerun would mistake for a finished one.
+never leaves a half-written file that a rerun would mistake for a finished one. Every data
+page carries a CRC that reads verify, so a file damaged after it was written (a full disk,
+a truncated copy, a flipped bit) is never read as data: the reader moves it aside to
+`<name>.corrupt` and fails with one line, and the rerun of the same command rebuilds it,
+because Snakemake then sees the file missing.
 """
 
+import glob
 import json
 import os
 import tempfile
@@ -14,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .errors import UserError
 
 METADATA_KEY = b"protembed"
 
@@ -110,15 +117,45 @@ def with_metadata(schema: pa.Schema, metadata: dict | None) -> pa.Schema:
 
 
 def read_metadata(path: str | Path) -> dict:
-    raw = pq.read_schema(path).metadata or {}
+    with _readable(path):
+        raw = pq.read_schema(path).metadata or {}
     return json.loads(raw[METADATA_KEY]) if METADATA_KEY in raw else {}
+
+
+class CorruptFile(UserError):
+    """A Parquet file that cannot be read back as written; it has been moved aside."""
+
+
+@contextmanager
+def _readable(path: str | Path) -> Iterator[None]:
+    """Turn pyarrow's complaints about a damaged file into a CorruptFile, after moving the
+    file to `<name>.corrupt` (kept for a post-mortem) so that the rerun rebuilds it."""
+    try:
+        yield
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
+        if isinstance(error, (FileNotFoundError, PermissionError)):
+            raise
+        path = Path(path)
+        quarantine = path.with_name(path.name + ".corrupt")
+        os.replace(path, quarantine)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CorruptFile(
+            f"{path} is not a valid Parquet file ({reason}); moved it to {quarantine.name}: "
+            "rerun the same command to rebuild it"
+        ) from error
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path that becomes `path` only if the block finishes."""
+    """A temporary path that becomes `path` only if the block finishes.
+
+    Leftovers of an earlier attempt that was killed before its clean-up (SIGKILL, a node
+    lost) are removed first: each target has one writer at a time in the workflow.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -132,13 +169,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_table(table: pa.Table, path: str | Path, metadata: dict | None = None) -> None:
     table = table.replace_schema_metadata(with_metadata(table.schema, metadata).metadata)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, write_page_checksum=True)
 
 
 @contextmanager
 def table_writer(path: str | Path, schema: pa.Schema, metadata: dict | None = None, **options):
     """Stream record batches into one file, atomically; `options` go to pq.ParquetWriter."""
     schema = with_metadata(schema, metadata)
+    options.setdefault("write_page_checksum", True)
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **options) as w:
         yield w
 
@@ -149,15 +187,20 @@ def write_json(data: dict, path: str | Path) -> None:
 
 
 def read_table(path: str | Path) -> pa.Table:
-    return pq.read_table(path)
+    with _readable(path):
+        return pq.read_table(path, page_checksum_verification=True)
 
 
 def iter_batches(path: str | Path, batch_size: int) -> Iterator[pa.RecordBatch]:
     """Batches read page by page: without buffered reads pyarrow holds whole row groups
     (a merged shard's vectors, hundreds of MB) in memory."""
-    file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-    yield from file.iter_batches(batch_size=batch_size)
+    with _readable(path):
+        file = pq.ParquetFile(
+            path, pre_buffer=False, buffer_size=1 << 20, page_checksum_verification=True
+        )
+        yield from file.iter_batches(batch_size=batch_size)
 
 
 def count_rows(path: str | Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
+    with _readable(path):
+        return pq.ParquetFile(path).metadata.num_rows

@@ -139,11 +139,15 @@ class LocalNeo4j:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def start(self, data_dir: Path, password: str, port: int | None = None) -> Self:
+    def start(
+        self, data_dir: Path, password: str, port: int | None = None, tls_dir: Path | None = None
+    ) -> Self:
         """Start a server keeping its files in ``data_dir``; return once Bolt accepts logins.
 
         With ``port=None`` the kernel picks a free loopback port (the launcher binds port 0 and
-        reports the real one), so parallel runs cannot race for the same port.
+        reports the real one), so parallel runs cannot race for the same port. ``tls_dir``
+        (holding ``private.key`` and ``public.crt``) makes Bolt accept TLS only: connect with
+        ``bolt+ssc://`` to a self-signed certificate, ``bolt+s://`` to a trusted one.
         """
         if self._proc is not None:
             raise RuntimeError(f"this server is already running (pid {self.pid})")
@@ -163,6 +167,7 @@ class LocalNeo4j:
             "-XX:TieredStopAtLevel=1",
             f"-Dprotembed.pagecache.mib={self.page_cache_mib}",
             "-Dprotembed.exitOnStdinEof=true",
+            *([f"-Dprotembed.bolt.tls.dir={Path(tls_dir).resolve()}"] if tls_dir else []),
             "-jar",
             str(jar),
             str(data_dir),

@@ -64,7 +64,7 @@ public final class Neo4jLauncher {
 
     private static int start(Path home, int port, String password) throws InterruptedException {
         long pageCacheMiB = Long.getLong("protembed.pagecache.mib", 256);
-        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
+        DatabaseManagementService dbms = withBoltTls(new DatabaseManagementServiceBuilder(home))
                 .setConfig(BoltConnector.enabled, true)
                 .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
@@ -96,6 +96,26 @@ public final class Neo4jLauncher {
     /** The setting is an int of seconds in 5.x and a Duration from 2025 on. */
     private static Object noQuietPeriod() {
         return quietShutdown().defaultValue() instanceof Duration ? Duration.ZERO : (Object) 0;
+    }
+
+    /**
+     * Opt-in Bolt TLS: system property {@code protembed.bolt.tls.dir} names a directory holding
+     * {@code private.key} (PKCS#8 PEM) and {@code public.crt}; Bolt then accepts TLS connections
+     * only. Without the property the builder is returned unchanged.
+     */
+    private static DatabaseManagementServiceBuilder withBoltTls(
+            DatabaseManagementServiceBuilder builder) {
+        String directory = System.getProperty("protembed.bolt.tls.dir");
+        if (directory == null || directory.isEmpty()) {
+            return builder;
+        }
+        org.neo4j.configuration.ssl.SslPolicyConfig policy =
+                org.neo4j.configuration.ssl.SslPolicyConfig.forScope(
+                        org.neo4j.configuration.ssl.SslPolicyScope.BOLT);
+        return builder.setConfig(policy.enabled, true)
+                .setConfig(policy.base_directory, Path.of(directory).toAbsolutePath())
+                .setConfig(policy.client_auth, org.neo4j.configuration.ssl.ClientAuth.NONE)
+                .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.REQUIRED);
     }
 
     /**

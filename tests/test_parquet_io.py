@@ -1,0 +1,37 @@
+"""A damaged Parquet file is never read as data: it is moved aside with a one-line error."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from protembed import parquet_io
+
+
+def written(path):
+    table = pa.table(
+        {"id": [f"P{i}" for i in range(500)], "vector": parquet_io.vectors_array(np.ones((500, 8)))}
+    )
+    parquet_io.write_table(table, path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped bit"])
+def test_damaged_file_is_moved_aside(tmp_path, damage):
+    path = tmp_path / "shard-0.parquet"
+    data = bytearray(written(path))
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 4] ^= 0x10  # inside the first data page
+    path.write_bytes(bytes(data))
+    with pytest.raises(parquet_io.CorruptFile, match="shard-0.parquet is not a valid Parquet"):
+        parquet_io.read_table(path)
+    assert not path.exists() and (tmp_path / "shard-0.parquet.corrupt").read_bytes() == data
+
+
+def test_leftovers_of_a_killed_write_are_removed(tmp_path):
+    leftover = tmp_path / ".shard-0.parquet.abc123.tmp"
+    leftover.write_bytes(b"half a file")
+    written(tmp_path / "shard-0.parquet")
+    assert not leftover.exists()
+    assert parquet_io.read_table(tmp_path / "shard-0.parquet").num_rows == 500
