@@ -22,10 +22,9 @@ from support import faults
 from workflow_runner import read_json, write_config
 
 from protembed import graph
-from protembed.local_neo4j import LocalNeo4j
+from protembed.testing.local_neo4j import LocalNeo4j
 
 PROPERTY = "embedding_faults"
-PROTEINS = graph.ProteinGraph("Protein", "accession_id", "sequence")
 ARGS = ("--set-threads", "embed_shard=1")  # two one-thread embed jobs side by side
 BATCH = 20  # vectors per write transaction: 15 transactions for the run
 
@@ -66,7 +65,7 @@ def seed(driver, proteins) -> None:
     for record in driver.execute_query("SHOW INDEXES YIELD name, type")[0]:
         if record["type"] in ("VECTOR", "RANGE"):
             driver.execute_query(f"DROP INDEX {record['name']}")
-    graph.add_proteins(driver, None, PROTEINS, proteins)
+    graph.ProteinGraph(driver).add_proteins(proteins)
 
 
 def graph_state(driver) -> dict[str, dict]:
@@ -79,7 +78,7 @@ def graph_state(driver) -> dict[str, dict]:
 
 
 def vector_count(driver) -> int:
-    return graph.count_with_vector(driver, None, PROTEINS, PROPERTY)
+    return graph.ProteinGraph(driver, vector_property=PROPERTY).count_with_vector()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from support import faults
 from workflow_runner import write_config
 
 from protembed import graph
-from protembed.local_neo4j import LocalNeo4j
+from protembed.testing.local_neo4j import LocalNeo4j
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +51,8 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 def test_bolt_tls_with_a_self_signed_certificate(tls_server, tmp_path):
     env = with_scheme(tls_server, "bolt+ssc")
     connection = graph.Connection(env["NEO4J_URI"], tls_server.user, tls_server.password, None)
-    with graph.connect(connection) as driver:
-        graph.add_proteins(
-            driver,
-            None,
-            graph.ProteinGraph("Protein", "accession_id", "sequence"),
-            [{"accession_id": "P1", "sequence": "MKTAYIAKQR"}],
-        )
+    with graph.ProteinGraph.connect(connection) as proteins:
+        proteins.add_proteins([{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
     # The workflow's export over TLS.
     write_config(tmp_path, shards=1, model={"name": "kmer-2", "property": "vec"})
     export = faults.run(tmp_path, "--until", "export_sequences", env=env)
