@@ -1,23 +1,27 @@
-"""CPU throughput: our engine against the seed's path and fair-esm-style batching.
+"""CPU throughput: our engine against plain HF and the seed's path, at 1 and 2 threads.
 
-Same process, same data, same model, same thread count. The model is esm2_t6_8M_UR50D's
-architecture (6 layers, 320 wide, 20 heads) with random weights: speed does not depend on
-the weights. Sequences longer than ESM-2's 1,022 residues are truncated to 1,022 for all
-paths, so every path embeds exactly the same residues.
+Same process, same data, same models. The models are ESM-2 8M's and 35M's shapes with random
+weights (speed does not depend on the weights). Every sequence is cut to ESM-2's 1,022
+residues for all paths, so every path embeds exactly the same residues. Paths:
 
-The data is cut into `--rounds` interleaved slices (every R-th protein, so each slice has
-the proteome's length mix); every round runs each path once on its slice, starting with a
-different path each round. A neighbour loading the machine for a while then slows all
-paths alike instead of whichever happened to run at the time. CPU seconds (this process's
-user + system time) are printed beside wall seconds: on a shared machine and with one
-thread they are the steadier measure.
+- seed: PyEED's ESM-2 path, one sequence per forward, float32 (see SeedPath);
+- HF one seq/forward: plain transformers, one sequence per forward, residue-only mean, float32;
+- ours float32, and ours in the precision `auto` picks on this CPU (choose_precision).
 
-    .venv/bin/python bench/embed_cpu.py                 # the whole proteome
-    .venv/bin/python bench/embed_cpu.py --limit 300     # a quick look
-    .venv/bin/python bench/embed_cpu.py --budgets 512,1024,2048,4096   # tune our budget
+The baselines are float32 only: the targets compare ours against the best float32 baseline.
+
+The proteins are cut into `--rounds` interleaved slices (every R-th protein, so each slice
+has the whole set's length mix). Each round runs, for each thread count, every path once on
+its slice, starting with a different path each round. The printed ratios are medians over
+rounds of each round's ratio (same slice, same minutes), so a neighbour loading the shared
+machine for a while slows all paths alike instead of whichever happened to run.
+
+    .venv/bin/python bench/embed_cpu.py --limit 300               # 8M and 35M, 1 and 2 threads
+    .venv/bin/python bench/embed_cpu.py --limit 50 --shapes 8M    # a quick look
 """
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,6 +31,7 @@ import torch
 from transformers import EsmModel, EsmTokenizer
 
 from protembed.adapters import load_adapter
+from protembed.adapters.base import choose_precision
 from protembed.embedding import default_tokens_per_batch, embed_sequences
 from protembed.errors import RejectedSequence
 from protembed.testing.fasta import read_proteins
@@ -34,14 +39,21 @@ from protembed.testing.random_models import cached_random_esm2
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")
-MODEL_DIR = REPO / ".cache" / "models" / "esm2_t6_8M_UR50D_random_weights"
+MODELS = REPO / ".cache" / "models"
 MAX_RESIDUES = 1022  # ESM-2's trained length; every path gets the same truncated input
-FAIR_ESM_TOKENS_PER_BATCH = 4096  # fair-esm's scripts/extract.py default
+# name: (layers, hidden, heads), as esm2_t6_8M_UR50D and esm2_t12_35M_UR50D.
+SHAPES = {"8M": (6, 320, 20), "35M": (12, 480, 20)}
 
 
-def esm2_8m_random(directory: Path = MODEL_DIR) -> Path:
+def esm2_random(shape: str) -> Path:
+    layers, hidden, heads = SHAPES[shape]
+    directory = MODELS / f"esm2_t{layers}_{shape}_UR50D_random_weights"
+    return cached_random_esm2(directory, layers=layers, hidden=hidden, heads=heads)
+
+
+def esm2_8m_random() -> Path:
     """esm2_t6_8M_UR50D's shape with random weights (the demo caches the same one)."""
-    return cached_random_esm2(directory, layers=6, hidden=320, heads=20)
+    return esm2_random("8M")
 
 
 class SeedPath:
@@ -54,7 +66,7 @@ class SeedPath:
     residue means (we reproduce it only to time it; our engine averages residues only).
     """
 
-    name = "seed: 1 sequence per forward"
+    name = "seed, float32"
 
     def __init__(self, model_dir: Path):
         self.tokenizer = EsmTokenizer.from_pretrained(model_dir)
@@ -70,66 +82,47 @@ class SeedPath:
         return vectors
 
 
-def fair_esm_batches(lengths: list[int], tokens_per_batch: int, extra_tokens: int = 1):
-    """fair-esm's FastaBatchedDataset.get_batch_indices: shortest first, a batch grows while
-    its longest sequence times its size stays within the budget."""
-    batches, current, longest = [], [], 0
-    for size, index in sorted((n, i) for i, n in enumerate(lengths)):
-        size += extra_tokens
-        if current and max(size, longest) * (len(current) + 1) > tokens_per_batch:
-            batches.append(current)
-            current, longest = [], 0
-        longest = max(longest, size)
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
+class PlainHfPath:
+    """Plain transformers done right on a CPU: one sequence per forward (no padding),
+    no pooling head, only the last layer, the residue-only mean."""
 
-
-class FairEsmPath:
-    """fair-esm's scripts/extract.py way: length-sorted padded batches under a 4,096-token
-    budget, residue-only means (`t[i, 1 : len + 1].mean(0)`), through the same HF model."""
-
-    name = f"fair-esm style: {FAIR_ESM_TOKENS_PER_BATCH}-token batches"
+    name = "HF one seq/forward, float32"
 
     def __init__(self, model_dir: Path):
         self.tokenizer = EsmTokenizer.from_pretrained(model_dir)
         self.model = EsmModel.from_pretrained(model_dir, add_pooling_layer=False).eval()
 
     def embed(self, sequences: list[str]) -> list[np.ndarray]:
-        vectors: list[np.ndarray | None] = [None] * len(sequences)
-        lengths = [len(s) for s in sequences]
-        for batch in fair_esm_batches(lengths, FAIR_ESM_TOKENS_PER_BATCH):
-            inputs = self.tokenizer(
-                [sequences[i] for i in batch], padding=True, return_tensors="pt"
-            )
-            with torch.no_grad():
+        vectors = []
+        for sequence in sequences:
+            inputs = self.tokenizer(sequence, return_tensors="pt")
+            with torch.inference_mode():
                 hidden = self.model(**inputs).last_hidden_state
-            for row, index in enumerate(batch):
-                vectors[index] = hidden[row, 1 : lengths[index] + 1].mean(0).numpy()
+            vectors.append(hidden[0, 1 : len(sequence) + 1].mean(0).numpy())
         return vectors
 
 
 class OurPath:
-    """protembed's engine: load_adapter + embed_sequences with a token budget."""
+    """protembed's engine: load_adapter + embed_sequences with the CPU default budget."""
 
-    def __init__(self, model_dir: Path, tokens_per_batch: int):
-        self.adapter = load_adapter(str(model_dir), "esm2", "cpu")
-        self.tokens_per_batch = tokens_per_batch
-        self.name = f"ours: {tokens_per_batch}-token budget"
+    def __init__(self, model_dir: Path, precision: str):
+        self.adapter = load_adapter(str(model_dir), "esm2", "cpu", precision)
+        self.name = f"ours, {self.adapter.precision}"
+        if precision == "auto":
+            self.name += " (auto)"
 
     def embed(self, sequences: list[str]) -> list[np.ndarray]:
         results = embed_sequences(
             self.adapter,
             sequences,
             long_sequences="truncate",
-            tokens_per_batch=self.tokens_per_batch,
+            tokens_per_batch=default_tokens_per_batch(torch.device("cpu")),
         )
         return [r.vector for r in results]
 
 
 def load_sequences(fasta: Path, limit: int | None, adapter) -> list[str]:
-    """The proteome's sequences the model can read, truncated to ESM-2's trained length."""
+    """The proteins' sequences the model can read, cut to ESM-2's trained length."""
     sequences = []
     for protein in read_proteins(fasta)[:limit]:
         try:
@@ -143,82 +136,87 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+def run_rounds(paths, sequences, thread_counts, rounds):
+    """{threads: {path name: [residues/s per round]}} and every path's vectors."""
+    rates = {t: {p.name: [] for p in paths} for t in thread_counts}
+    vectors = {p.name: [None] * len(sequences) for p in paths}
+    for round_number in range(rounds):
+        indices = list(range(round_number, len(sequences), rounds))
+        chunk = [sequences[i] for i in indices]
+        residues = sum(map(len, chunk))
+        shift = round_number % len(paths)
+        order = thread_counts if round_number % 2 == 0 else thread_counts[::-1]
+        for threads in order:
+            torch.set_num_threads(threads)
+            for path in paths[shift:] + paths[:shift]:
+                started = time.perf_counter()
+                embedded = path.embed(chunk)
+                rates[threads][path.name].append(residues / (time.perf_counter() - started))
+                for index, vector in zip(indices, embedded, strict=True):
+                    vectors[path.name][index] = vector
+        print(f"  round {round_number + 1}/{rounds} done", flush=True)
+    return rates, vectors
+
+
+def report(shape, rates, baselines, ours) -> dict:
+    """Print the table of one shape; return {threads: {our path: median ratio}}."""
+    ratios = {}
+    for threads, per_path in rates.items():
+        best = [max(per_path[b][r] for b in baselines) for r in range(len(per_path[baselines[0]]))]
+        print(f"\nESM-2 {shape}, {threads} thread(s): residues/s (median of rounds)")
+        print(f"  {'path':<34} {'residues/s':>10} {'x best fp32 baseline':>21}")
+        ratios[threads] = {}
+        for name, values in per_path.items():
+            ratio = statistics.median(v / b for v, b in zip(values, best, strict=True))
+            if name in ours:
+                ratios[threads][name] = ratio
+            print(f"  {name:<34} {statistics.median(values):10.0f} {ratio:21.2f}")
+    return ratios
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fasta", type=Path, default=PROTEOME)
-    parser.add_argument("--limit", type=int, help="only the first N proteins")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved slices (see above)")
-    parser.add_argument(
-        "--budgets",
-        default=str(default_tokens_per_batch(torch.device("cpu"))),
-        help="our token budgets to time, comma-separated (default: the engine's CPU default)",
-    )
+    parser.add_argument("--limit", type=int, default=300, help="only the first N proteins")
+    parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved slices (see above)")
+    parser.add_argument("--shapes", default="8M,35M", help=f"of {', '.join(SHAPES)}")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    model_dir = esm2_8m_random()
-    ours = [OurPath(model_dir, int(b)) for b in args.budgets.split(",")]
-    sequences = load_sequences(args.fasta, args.limit, ours[0].adapter)
-    paths = [SeedPath(model_dir), FairEsmPath(model_dir), *ours]
-    residues = sum(map(len, sequences))
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    auto = choose_precision("auto", torch.device("cpu"), torch.float16)
     print(
-        f"{len(sequences)} proteins, {residues} residues (truncated at {MAX_RESIDUES}) from "
-        f"{args.fasta.name}; {args.threads} torch threads; {args.rounds} interleaved rounds; "
-        f"torch {torch.__version__}",
+        f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"auto picks {auto} on this CPU; threads {thread_counts}; {args.rounds} rounds",
         flush=True,
     )
-    warm_up = sequences[:8]
-    for path in paths:
-        path.embed(warm_up)
-
-    seconds = {path.name: 0.0 for path in paths}
-    cpu_seconds = {path.name: 0.0 for path in paths}
-    vectors = {path.name: [None] * len(sequences) for path in paths}
-    for round_number in range(args.rounds):
-        indices = list(range(round_number, len(sequences), args.rounds))
-        chunk = [sequences[i] for i in indices]
-        shift = round_number % len(paths)
-        for path in paths[shift:] + paths[:shift]:
-            started, cpu_started = time.perf_counter(), time.process_time()
-            embedded = path.embed(chunk)
-            seconds[path.name] += time.perf_counter() - started
-            cpu_seconds[path.name] += time.process_time() - cpu_started
-            for index, vector in zip(indices, embedded, strict=True):
-                vectors[path.name][index] = vector
-        print(f"  round {round_number + 1}/{args.rounds} done", flush=True)
-
-    rate = {name: residues / s for name, s in seconds.items()}
-    cpu_rate = {name: residues / s for name, s in cpu_seconds.items()}
-    seed, fair = paths[0].name, paths[1].name
-    print(
-        f"\n{'path':<36} {'wall s':>7} {'residues/s':>10} {'x seed':>6} {'x fair':>6}"
-        f" | {'CPU s':>7} {'res/CPU-s':>9} {'x seed':>6} {'x fair':>6}"
-    )
-    for name in rate:
+    failed = False
+    for shape in args.shapes.split(","):
+        model_dir = esm2_random(shape)
+        ours = [OurPath(model_dir, "float32"), OurPath(model_dir, "auto")]
+        baselines = [SeedPath(model_dir), PlainHfPath(model_dir)]
+        paths = [*baselines, *ours]
+        sequences = load_sequences(args.fasta, args.limit, ours[0].adapter)
         print(
-            f"{name:<36} {seconds[name]:7.1f} {rate[name]:10.0f} {rate[name] / rate[seed]:6.2f} "
-            f"{rate[name] / rate[fair]:6.2f} | {cpu_seconds[name]:7.1f} {cpu_rate[name]:9.0f} "
-            f"{cpu_rate[name] / cpu_rate[seed]:6.2f} {cpu_rate[name] / cpu_rate[fair]:6.2f}"
+            f"\nESM-2 {shape}: {len(sequences)} proteins, {sum(map(len, sequences))} residues "
+            f"(cut at {MAX_RESIDUES}) from {args.fasta.name}",
+            flush=True,
         )
-    for path in ours:
-        wall_ratio = rate[path.name] / max(rate[seed], rate[fair])
-        cpu_ratio = cpu_rate[path.name] / max(cpu_rate[seed], cpu_rate[fair])
-        print(
-            f"{path.name}: {wall_ratio:.2f}x the best baseline by wall time, "
-            f"{cpu_ratio:.2f}x by CPU time"
-        )
-
-    # The paths must compute the same thing (except the seed's pooling bug).
-    agreement = min(cosine(a, b) for a, b in zip(vectors[ours[0].name], vectors[fair], strict=True))
-    seed_agreement = min(
-        cosine(a, b) for a, b in zip(vectors[ours[0].name], vectors[seed], strict=True)
-    )
-    print(
-        f"lowest cosine, ours vs fair-esm style: {agreement:.6f}; ours vs seed (its mean "
-        f"includes <cls>/<eos>): {seed_agreement:.6f}"
-    )
-    return 0 if agreement > 0.999 else 1
+        for path in paths:  # warm-up: first calls allocate and pick kernels
+            path.embed(sequences[:4])
+        rates, vectors = run_rounds(paths, sequences, thread_counts, args.rounds)
+        ratios = report(shape, rates, [b.name for b in baselines], [o.name for o in ours])
+        plain, ours_fp32, ours_auto = baselines[1].name, ours[0].name, ours[1].name
+        for threads, ratio in ratios.items():
+            print(
+                f"  {threads} thread(s): ours float32 {ratio[ours_fp32]:.2f}x (target >= 1.0), "
+                f"ours auto {ratio[ours_auto]:.2f}x (target >= 1.7) the best fp32 baseline"
+            )
+        # The paths must compute the same thing (except the seed's pooling bug).
+        same = min(cosine(a, b) for a, b in zip(vectors[ours_fp32], vectors[plain], strict=True))
+        close = min(cosine(a, b) for a, b in zip(vectors[ours_auto], vectors[plain], strict=True))
+        print(f"  lowest cosine to plain HF: ours float32 {same:.7f}, ours auto {close:.7f}")
+        failed |= same < 0.99999 or close < 0.9999
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

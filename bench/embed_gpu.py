@@ -160,7 +160,7 @@ def timed(function, *args) -> float:
 def measure(name: str, shape: Shape, proteins: list[str], args, scratch: Path) -> dict:
     device = torch.device(args.device)
     directory = build_model(shape, scratch / name)
-    adapter = load_adapter(str(directory), shape.family, args.device)
+    adapter = load_adapter(str(directory), shape.family, args.device, "auto")
     sequences = []
     for protein in proteins:
         try:

@@ -178,6 +178,7 @@ def test_embed_step_writes_what_the_kind_says(adapter, tiny_esm2, tmp_path):
         "model": {
             "name": str(tiny_esm2),
             "device": "cpu",
+            "precision": "float32",  # compared with the float32 adapter below
             "max_residues": 100,
             "chunk_overlap": 20,
             "embedding": {"layer": "all", "per_residue": True},

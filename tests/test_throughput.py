@@ -14,7 +14,7 @@ from test_embedding import SCHEMA, SEQUENCES, cosine, shard_file
 
 from protembed import parquet_io, steps
 from protembed.adapters import load_adapter
-from protembed.adapters.base import Adapter, cast_keeping_rotary_float32
+from protembed.adapters.base import Adapter, cast_keeping_rotary_float32, choose_precision
 from protembed.embedding import Embedded, PieceRunner, Plan, _one_ahead, embed_sequences, finish
 from protembed.errors import RejectedSequence
 
@@ -163,11 +163,13 @@ def test_embed_and_merge_record_throughput(tiny_esm2, tmp_path):
         rejects.append(tmp_path / f"rejects-{i}.parquet")
         steps.embed(config, shards[-1], embedded[-1], rejects[-1], token_budget_divisor=2)
     per_shard = [parquet_io.read_metadata(path)["throughput"] for path in embedded]
+    auto_on_cpu = str(choose_precision("auto", torch.device("cpu"), torch.float16))
+    auto_on_cpu = auto_on_cpu.removeprefix("torch.")
     for shard, chunk, speed in zip(shards, (SEQUENCES[:2], SEQUENCES[2:]), per_shard, strict=True):
         assert speed["shard"] == shard.name and speed["sequences"] == len(chunk)
         assert speed["residues"] == sum(map(len, chunk)) and speed["seconds"] > 0
         assert speed["residues_per_s"] == pytest.approx(speed["residues"] / speed["seconds"], 1e-2)
-        assert speed["device"] == "cpu" and speed["precision"] == "float32"
+        assert speed["device"] == "cpu" and speed["precision"] == auto_on_cpu
         # A CPU embeds one sequence per forward, whatever the configured budget.
         assert speed["tokens_per_batch"] == 1
 

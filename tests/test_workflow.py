@@ -45,7 +45,9 @@ def residue_mean(model_dir, sequence: str) -> np.ndarray:
 
 
 def test_pipeline_end_to_end_and_second_run_writes_nothing(tmp_path, tiny_esm2, seeded, database):
-    write_config(tmp_path, shards=3, model={"name": str(tiny_esm2), "property": None})
+    # float32: the vectors are compared with the float32 model's own residue means below.
+    model = {"name": str(tiny_esm2), "property": None, "precision": "float32"}
+    write_config(tmp_path, shards=3, model=model)
     first = run_workflow(tmp_path)
     assert first.returncode == 0, first.stderr[-4000:]
 

@@ -109,7 +109,8 @@ class Embedder:
     `layer`: last, first, all, or a layer number (0 the input embeddings); `normalize`: L2;
     `long_sequences`: chunk, truncate or reject beyond `max_residues` (default: the model's
     trained length); `precision`: auto, float32, bfloat16 or float16 (auto: the family's
-    half precision on a GPU, float32 elsewhere); `tokens_per_batch`: auto or a number;
+    half precision on a GPU, bfloat16 on a CPU that runs it natively, float32 elsewhere);
+    `tokens_per_batch`: auto or a number;
     `devices`: "all" or a list of devices to spread each call over, one worker process each;
     `progress`: a bar (tqdm.auto: a widget in Jupyter) unless False.
     """

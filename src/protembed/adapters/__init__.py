@@ -142,8 +142,10 @@ def resolve_device(device: str):
 
 
 def load_adapter(
-    name: str, family: str = "auto", device: str = "auto", precision: str = "auto"
+    name: str, family: str = "auto", device: str = "auto", precision: str = "float32"
 ) -> "Adapter":
+    """The model as its files hold it (float32 unless `precision` says otherwise: `auto`, the
+    user's default in Embedder and the config, is asked for explicitly)."""
     family = resolve_family(name, family)
     module_name, class_name = FAMILIES[family]
     try:
