@@ -373,7 +373,15 @@ class ProteinGraph:
             name = existing[0]["name"]
         else:
             name = identifier(f"protembed_{self.label}_{self.id_property}", "index name")
-            self._execute(self._query("create_id_index", index=name))
+            try:
+                self._execute(self._query("create_id_index", index=name))
+            except ClientError:
+                # Another run (or the user) made one between our look and our CREATE:
+                # IF NOT EXISTS does not cover that race. Use it if it is there.
+                existing = self._read("range_indexes", label=self.label, property=self.id_property)
+                if not existing:
+                    raise
+                name = existing[0]["name"]
         # A new index on a large graph populates in the background; wait for it.
         self._execute(self._query("await_index"), name=name, timeout=int(timeout_s))
         return name
