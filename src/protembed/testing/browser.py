@@ -175,3 +175,43 @@ class Page:
         path = Path(path)
         path.write_bytes(base64.b64decode(data))
         return path
+
+
+# Clicks in Snakemake's report: a menu entry by its text, and a result's "view" button.
+CLICK_MENU = (
+    "(text => [...document.querySelectorAll('a')].find(e => e.textContent.trim() == text).click())"
+)
+VIEW_RESULT = (
+    "(text => [...document.querySelectorAll('tr')]"
+    ".find(r => r.cells[0] && r.cells[0].textContent.trim() == text)"
+    ".querySelector('a[iconname=eye]').click())"
+)
+
+
+def show_result(page: Page, category: str, result: str) -> None:
+    """Open one result of a Snakemake report, as a reader clicks to it."""
+    page.evaluate(f"{CLICK_MENU}({json.dumps(category)})")
+    page.settle(0.5)
+    page.evaluate(f"{VIEW_RESULT}({json.dumps(result)})")
+    page.settle(1)
+
+
+def main(argv: list[str]) -> int:
+    """python -m protembed.testing.browser REPORT.html OUT.png CATEGORY RESULT: a picture
+    of one result of a Snakemake report (the README's is made so)."""
+    report, picture, category, result = argv
+    with Page() as page:
+        page.open(Path(report).resolve().as_uri())
+        page.settle(1)
+        show_result(page, category, result)
+        page.screenshot(picture)
+        if page.errors:
+            print("\n".join(page.errors))
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
