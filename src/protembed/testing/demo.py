@@ -93,13 +93,13 @@ def main() -> int:
                     RUN_DIR,
                     "--cores",
                     "2",
-                    "--quiet",
-                    "rules",
                     # the run and its report (the report is never part of a plain run)
                     "report",
                     "--report",
                     REPORT,
                     "--report-after-run",
+                    "--quiet",
+                    "rules",
                 ],
                 check=True,
             )
