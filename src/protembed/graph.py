@@ -189,11 +189,89 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
+class VectorIndexSettings:
+    """How a new vector index is built (graph.vector_index in config.yaml). The defaults
+    are Neo4j's own; the ranges are those the server accepts (Cypher manual, vector
+    indexes: configuration settings, 5.23 on)."""
+
+    similarity_function: str = "cosine"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 100
+    quantization: bool = True
+
+    SIMILARITY_FUNCTIONS = ("cosine", "euclidean")
+    HNSW_M = (1, 512)
+    HNSW_EF_CONSTRUCTION = (1, 3200)
+
+    @classmethod
+    def from_config(cls, settings: dict | None) -> "VectorIndexSettings":
+        settings = settings or {}
+        hnsw = settings.get("hnsw", {})
+        return cls(
+            settings.get("similarity_function", cls.similarity_function),
+            hnsw.get("m", cls.hnsw_m),
+            hnsw.get("ef_construction", cls.hnsw_ef_construction),
+            settings.get("quantization", cls.quantization),
+        )
+
+    def problems(self) -> list[str]:
+        """What the server would reject, as graph.vector_index.* messages."""
+        found = []
+        if self.similarity_function not in self.SIMILARITY_FUNCTIONS:
+            found.append(
+                f"graph.vector_index.similarity_function is {self.similarity_function!r}; "
+                f"Neo4j knows {' and '.join(self.SIMILARITY_FUNCTIONS)}"
+            )
+        for name, value, (low, high) in (
+            ("hnsw.m", self.hnsw_m, self.HNSW_M),
+            ("hnsw.ef_construction", self.hnsw_ef_construction, self.HNSW_EF_CONSTRUCTION),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                found.append(
+                    f"graph.vector_index.{name} is {value!r}; Neo4j takes an integer from "
+                    f"{low} to {high}"
+                )
+        if not isinstance(self.quantization, bool):
+            found.append(
+                f"graph.vector_index.quantization is {self.quantization!r}; it is true or false"
+            )
+        return found
+
+    def as_dict(self) -> dict:
+        return {
+            "similarity_function": self.similarity_function,
+            "hnsw_m": self.hnsw_m,
+            "hnsw_ef_construction": self.hnsw_ef_construction,
+            "quantization": self.quantization,
+        }
+
+
+@dataclass(frozen=True)
 class VectorIndex:
     name: str
     dimension: int | None
     similarity: str | None
     state: str
+    hnsw_m: int | None = None
+    hnsw_ef_construction: int | None = None
+    quantization: bool | None = None
+    quantization_type: str | None = None  # 2026.x: BINARY where quantization is on, or NONE
+
+    def differences(self, settings: VectorIndexSettings) -> list[str]:
+        """The settings this index was built with that differ from `settings` (a setting
+        the server does not report counts as matching)."""
+        built = {
+            "similarity_function": self.similarity,
+            "hnsw_m": self.hnsw_m,
+            "hnsw_ef_construction": self.hnsw_ef_construction,
+            "quantization": self.quantization,
+        }
+        wanted = settings.as_dict()
+        return [
+            f"{key} {built[key]!r} there, {wanted[key]!r} in config"
+            for key in built
+            if built[key] is not None and built[key] != wanted[key]
+        ]
 
 
 # The queries, whole. {label}, {id}, {sequence} and {vector} are the checked names;
@@ -253,7 +331,9 @@ QUERIES = {
     "RETURN collect(DISTINCT i) AS found, sum(changed) AS written",
     "create_vector_index": "CREATE VECTOR INDEX {index} IF NOT EXISTS FOR (p:{label}) "
     "ON p.{vector} OPTIONS {{indexConfig: {{`vector.dimensions`: $dimension, "
-    "`vector.similarity_function`: 'cosine'}}}}",
+    "`vector.similarity_function`: $similarity, `vector.hnsw.m`: $hnsw_m, "
+    "`vector.hnsw.ef_construction`: $hnsw_ef_construction, "
+    "`vector.quantization.enabled`: $quantization}}}}",
     "neighbours_search": "MATCH (q:{label} {{{id}: $id}}) WHERE q.{vector} IS NOT NULL "
     "MATCH (node:{label}) SEARCH node IN (VECTOR INDEX {index} FOR q.{vector} LIMIT $k + 1) "
     "SCORE AS score WITH node, score WHERE node <> q "
@@ -262,6 +342,9 @@ QUERIES = {
     "CALL db.index.vector.queryNodes($index, $k + 1, q.{vector}) "
     "YIELD node, score WITH node, score WHERE node <> q "
     "RETURN node.{id} AS id, score ORDER BY score DESC LIMIT $k",
+    # {property} is a checked name too: the node property the report colours by.
+    "property_values": "UNWIND $ids AS wanted MATCH (p:{label} {{{id}: wanted}}) "
+    "RETURN p.{id} AS id, p.{property} AS value",
     "add_proteins": "UNWIND $rows AS row MERGE (p:{label} {{{id}: row.{id}}}) SET p += row",
 }
 
@@ -394,17 +477,44 @@ class ProteinGraph:
         if not records:
             return None
         config = (records[0]["options"] or {}).get("indexConfig", {})
+        similarity = config.get("vector.similarity_function")
+        # 5.x reports quantization.enabled; 2026.x reports quantization.type instead.
+        kind = config.get("vector.quantization.type")
+        quantization = config.get(
+            "vector.quantization.enabled", None if kind is None else kind != "NONE"
+        )
         return VectorIndex(
             records[0]["name"],
             config.get("vector.dimensions"),
-            config.get("vector.similarity_function"),
+            similarity.lower() if isinstance(similarity, str) else similarity,
             records[0]["state"],
+            config.get("vector.hnsw.m"),
+            config.get("vector.hnsw.ef_construction"),
+            quantization,
+            kind,
         )
 
-    def check_vector_index(self, dimension: int, create: bool) -> None:
-        """Refuse, before any embedding, vectors that the property's index cannot hold."""
+    def check_vector_index(
+        self, dimension: int | None, create: bool, settings: VectorIndexSettings | None = None
+    ) -> None:
+        """Refuse, before any embedding, vectors that the property's index cannot hold, and
+        index settings (graph.vector_index) that the server would reject or that differ
+        from those of the index already there."""
         prop = self._need_vector_property()
+        settings = settings or VectorIndexSettings()
+        problems = settings.problems() if create else []
+        if problems:
+            raise UserError("; ".join(problems) + " (config.yaml, graph.vector_index)")
         index = self.vector_index()
+        differs = index.differences(settings) if index is not None and create else []
+        if differs:
+            raise UserError(
+                f"vector index {index.name} on {self.label}.{prop} was built with other "
+                f"settings ({'; '.join(differs)}); set graph.vector_index to match, or drop "
+                f"the index (DROP INDEX {index.name}) to have it rebuilt with yours"
+            )
+        if dimension is None:
+            return
         if index is not None and index.dimension not in (None, dimension):
             raise UserError(
                 f"vector index {index.name} on {self.label}.{prop} holds {index.dimension} "
@@ -419,13 +529,23 @@ class ProteinGraph:
                 "store the vectors without an index, or choose a smaller model"
             )
 
-    def ensure_vector_index(self, dimension: int, timeout_s: float) -> str:
-        """The (existing or new) cosine vector index on the model's property, once ONLINE."""
-        self.check_vector_index(dimension, create=True)
+    def ensure_vector_index(
+        self, dimension: int, timeout_s: float, settings: VectorIndexSettings | None = None
+    ) -> str:
+        """The (existing or new) vector index on the model's property, once ONLINE."""
+        settings = settings or VectorIndexSettings()
+        self.check_vector_index(dimension, create=True, settings=settings)
         index = self.vector_index()
         if index is None:
             name = identifier(f"{self.label}_{self.vector_property}", "vector index name")
-            self._execute(self._query("create_vector_index", index=name), dimension=dimension)
+            self._execute(
+                self._query("create_vector_index", index=name),
+                dimension=dimension,
+                similarity=settings.similarity_function,
+                hnsw_m=settings.hnsw_m,
+                hnsw_ef_construction=settings.hnsw_ef_construction,
+                quantization=settings.quantization,
+            )
         else:
             name = index.name
         deadline = time.monotonic() + timeout_s
@@ -608,6 +728,16 @@ class ProteinGraph:
     def count_with_vector(self) -> int:
         self._need_vector_property()
         return self._read("count_with_vector")[0]["n"]
+
+    def property_values(self, name: str, ids: list[str], batch_size: int = 10000) -> dict:
+        """{id: the node's `name` property} for the proteins with these ids (None where a
+        node lacks it; ids no node has are left out)."""
+        query = self._query("property_values", property=identifier(name, "report.color_by"))
+        values = {}
+        for start in range(0, len(ids), batch_size):
+            records, _, _ = self._execute(query, read=True, ids=ids[start : start + batch_size])
+            values.update((record["id"], record["value"]) for record in records)
+        return values
 
     def add_proteins(self, proteins: list[dict], batch_size: int = 1000) -> None:
         """Create or update protein nodes from dicts holding the id and sequence properties."""

@@ -92,9 +92,11 @@ def _check_before_embedding(config: dict, proteins: graph.ProteinGraph) -> None:
     # With new weights under an old property, every protein would look up to date and
     # the run would silently change nothing.
     proteins.check_same_space(*expected_space(config))
-    dimension = expected_dimension(config["model"]["name"])
-    if dimension is not None:
-        proteins.check_vector_index(dimension, create=config["graph"]["create_vector_index"])
+    proteins.check_vector_index(
+        expected_dimension(config["model"]["name"]),  # None: known only once embedded
+        create=config["graph"]["create_vector_index"],
+        settings=graph.VectorIndexSettings.from_config(config["graph"].get("vector_index")),
+    )
 
 
 def _reject(protein_id: str, sha256: str | None, sequence: str | None, reason: str) -> dict:
@@ -341,7 +343,11 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         seconds = time.monotonic() - started
         dimension = metadata.get("dimension")
         if settings["create_vector_index"] and dimension:
-            index = proteins.ensure_vector_index(dimension, settings["index_online_timeout_s"])
+            index = proteins.ensure_vector_index(
+                dimension,
+                settings["index_online_timeout_s"],
+                graph.VectorIndexSettings.from_config(settings.get("vector_index")),
+            )
     if vectors.missing or rejections.missing:
         log.warning(
             "%d vectors and %d rejections were not written: no node with their id holds "

@@ -1,7 +1,8 @@
 """The whole workflow on a throwaway local Neo4j and ~500 real proteins: `make demo`.
 
 Starts Neo4j, loads every 7th protein of the Synechocystis proteome, runs `snakemake`
-end to end, prints a short summary with a nearest-neighbour query, stops Neo4j.
+end to end and writes the run's report, prints a short summary with a nearest-neighbour
+query and the report's path, stops Neo4j.
 """
 
 import os
@@ -25,6 +26,7 @@ from .local_neo4j import REPO_ROOT, LocalNeo4j
 DEMO_MODEL = "facebook/esm2_t6_8M_UR50D"
 PROTEINS = REPO_ROOT / "tests" / "data" / "synechocystis_every7th.fasta"
 RUN_DIR = REPO_ROOT / "results" / "demo"
+REPORT = RUN_DIR / "report.html"
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
@@ -91,6 +93,11 @@ def main() -> int:
                     RUN_DIR,
                     "--cores",
                     "2",
+                    # the run and its report (the report is never part of a plain run)
+                    "report",
+                    "--report",
+                    REPORT,
+                    "--report-after-run",
                     "--quiet",
                     "rules",
                 ],
@@ -98,6 +105,7 @@ def main() -> int:
             )
             seconds = time.monotonic() - workflow_started
             summary = yaml.safe_load(next(RUN_DIR.glob("results/*/summary.json")).read_text())
+            checked = yaml.safe_load(next(RUN_DIR.glob("results/*/report/report.json")).read_text())
             query = proteins[0]["accession_id"]
             with graph.ProteinGraph.connect(vector_property=summary["property"]) as vectors:
                 neighbours = vectors.nearest_neighbours(query, k=3)
@@ -124,6 +132,12 @@ def main() -> int:
     print(f"  neighbours of {query} by the vector index:")
     for protein_id, score in neighbours:
         print(f"                 {protein_id}  score {score:.4f}")
+    quality = checked["neighbours"]
+    print(
+        f"  recall@{quality['k']}      {quality['recall_at_k']} of the vector index against exact "
+        f"search ({quality['sampled']} proteins)"
+    )
+    print(f"  report         {REPORT}")
     return 0
 
 

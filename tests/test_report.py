@@ -1,0 +1,171 @@
+"""The run's report as a person sees it (built by snakemake --report, opened in headless
+Chromium), and the vector-index settings it states."""
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+from neo4j.exceptions import Neo4jError
+from test_graph_incremental import kmer_config, run_steps
+from workflow_runner import read_json, run_workflow, write_config
+
+from protembed import graph, steps
+from protembed.errors import UserError
+from protembed.report import REJECTS_PER_PAGE, neighbours_html, rejects_html
+from protembed.testing.browser import Page, show_result
+from protembed.testing.fasta import read_proteins
+from protembed.testing.local_neo4j import LTS
+
+DATA = Path(__file__).resolve().parent / "data"
+FAMILIES = ("TEM", "SHV", "CTX-M", "KPC", "CMY", "VIM")
+
+
+def index_options(driver) -> dict:
+    records = driver.execute_query("SHOW VECTOR INDEXES YIELD options").records
+    return records[0]["options"]["indexConfig"]
+
+
+def test_vector_index_is_built_with_the_configured_settings(database, tmp_path):
+    graph.ProteinGraph(database).add_proteins(
+        [{"accession_id": f"P{i}", "sequence": "MKTAYIAKQR"[i:] + "W" * i} for i in range(8)]
+    )
+    config = kmer_config()
+    config["graph"]["vector_index"] = {
+        "similarity_function": "euclidean",
+        "hnsw": {"m": 24, "ef_construction": 200},
+        "quantization": False,
+    }
+    run_steps(config, tmp_path)
+    options = index_options(database)
+    assert options["vector.similarity_function"] == "EUCLIDEAN"
+    assert (options["vector.hnsw.m"], options["vector.hnsw.ef_construction"]) == (24, 200)
+    index = graph.ProteinGraph(database, vector_property="embedding_kmer_2").vector_index()
+    assert (index.similarity, index.hnsw_m, index.quantization) == ("euclidean", 24, False)
+    # Another run asking for other settings is refused at export, before any embedding.
+    config["graph"]["vector_index"]["hnsw"]["m"] = 32
+    with pytest.raises(UserError, match=r"built with other settings \(hnsw_m 24 there, 32"):
+        steps.export(config, tmp_path / "again" / "manifest.json", [tmp_path / "again.parquet"])
+    assert not (tmp_path / "again" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("hnsw.m", 513, "hnsw.m is 513; Neo4j takes an integer from 1 to 512"),
+        ("hnsw.ef_construction", 0, "hnsw.ef_construction is 0; Neo4j takes an integer from 1"),
+        ("similarity_function", "dot", "similarity_function is 'dot'; Neo4j knows cosine and"),
+    ],
+)
+def test_settings_the_server_rejects_are_refused_before_embedding(
+    database, tmp_path, setting, value, message
+):
+    """Our ranges are the server's: it rejects the same value when asked directly."""
+    key, _, sub = setting.partition(".")
+    index_config = {"similarity_function": "cosine", "hnsw": {"m": 16, "ef_construction": 100}}
+    if sub:
+        index_config[key][sub] = value
+    else:
+        index_config[key] = value
+    settings = graph.VectorIndexSettings.from_config(index_config)
+    with pytest.raises(Neo4jError, match="must be between|unsupported"):
+        database.execute_query(
+            "CREATE VECTOR INDEX refused FOR (p:Protein) ON p.v OPTIONS {indexConfig: {"
+            "`vector.dimensions`: 4, `vector.similarity_function`: $similarity, "
+            "`vector.hnsw.m`: $m, `vector.hnsw.ef_construction`: $ef}}",
+            similarity=settings.similarity_function,
+            m=settings.hnsw_m,
+            ef=settings.hnsw_ef_construction,
+        )
+    graph.ProteinGraph(database).add_proteins([{"accession_id": "P1", "sequence": "MKTAYIAK"}])
+    config = kmer_config()
+    config["graph"]["vector_index"] = index_config
+    with pytest.raises(UserError, match=re.escape(f"graph.vector_index.{message}")):
+        steps.export(config, tmp_path / "export" / "manifest.json", [tmp_path / "s.parquet"])
+    assert not (tmp_path / "export" / "manifest.json").exists()
+
+
+def report_results(html: str) -> dict[str, str]:
+    """{file name: its bytes as the report embeds them (base64 in data: URLs)}."""
+    pattern = r"data:[a-z/+]+;charset=utf8;filename=([\w.]+);base64,([\w+/=]+)"
+    return {name: base64.b64decode(data) for name, data in re.findall(pattern, html)}
+
+
+# The browser test runs on the LTS server only: the report reads the graph through the same
+# ProteinGraph queries that every other graph test checks on both lines, and a second
+# workflow run plus browser would double the slowest test of the suite for nothing new.
+@pytest.mark.parametrize("neo4j_server", [LTS], indirect=True, ids=[f"neo4j-{LTS}"])
+def test_report_opens_in_chromium_with_its_plots_and_no_console_errors(database, tmp_path):
+    proteins = read_proteins(DATA / "betalactamase_families.fasta", attributes=("family",))
+    chosen = [p for f in FAMILIES for p in [q for q in proteins if q["family"] == f][:12]]
+    chosen.append({"accession_id": "NO_KMER", "sequence": "MXBZ", "family": "none"})
+    graph.ProteinGraph(database).add_proteins(chosen)
+    write_config(
+        tmp_path,
+        model={"name": "kmer-2", "device": "cpu"},
+        shards=2,
+        report={"color_by": "family", "neighbours": 5, "sample": 30},
+    )
+    result = run_workflow(tmp_path, "report", "--report", "report.html", "--report-after-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "results" / "embedding_kmer_2"
+    numbers = read_json(run / "report" / "report.json")
+    assert numbers["rejects"] == 1 and numbers["neighbours"]["sampled"] == 30
+    assert numbers["neighbours"]["recall_at_k"] >= 0.8
+    assert numbers["neighbours"]["same_label"]["index"] >= 0.8
+    assert numbers["neighbours"]["index"]["hnsw_m"] == 16
+
+    html = (tmp_path / "report.html").read_text()
+    embedded = report_results(html)
+    for plot in ("lengths.png", "throughput.png", "projection.png"):
+        assert embedded[plot] == (run / "report" / plot).read_bytes(), plot
+    neighbours = embedded["neighbours.html"].decode()
+    assert "recall@5 of the index against exact search" in neighbours
+    assert "share of the 5 index neighbours with the same family" in neighbours
+
+    with Page() as page:
+        page.open((tmp_path / "report.html").as_uri())
+        page.settle(1)
+        categories = page.evaluate(MENU)
+        for category in ("1. Run", "2. Plots", "3. Rejects", "4. Neighbour quality"):
+            assert category in categories, categories
+        show_result(page, "2. Plots", "PCA projection")
+        images = page.evaluate(IMAGES)
+        screenshot = page.screenshot(tmp_path / "report.png")
+        errors = page.errors
+    projection = [size for name, size in images if name == "projection.png"]
+    assert projection and projection[0][0] > 400, images  # decoded and laid out
+    assert screenshot.stat().st_size > 20000
+    assert errors == [], errors
+
+
+MENU = "[...document.querySelectorAll('a')].map(e => e.textContent.trim()).filter(t => t)"
+# Each shown image's file name (from its data: URL) and decoded size.
+IMAGES = (
+    "[...document.querySelectorAll('img')].map(e => "
+    "[(e.src.match(/filename=([^;]+)/) || [])[1], [e.naturalWidth, e.naturalHeight]])"
+)
+
+
+def test_neighbour_table_escapes_labels_and_warns_of_vectors_of_other_runs():
+    neighbours = {
+        "k": 10,
+        "sampled": 3,
+        "recall_at_k": 0.9,
+        "index": {"name": "i", "hnsw_m": 16},
+        "vectors_in_run": 5,
+        "vectors_in_graph": 7,
+        "same_label": {"index": 0.5, "exact": 0.75, "chance": 0.25, "queries_with_label": 3},
+    }
+    page = neighbours_html(neighbours, {}, "<family>")
+    assert "<td>recall@10 of the index against exact search</td><td>0.9</td>" in page
+    assert "exact neighbours with the same &lt;family&gt;</td><td>0.75</td>" in page
+    assert "graph holds other vectors than this run" in page
+
+
+def test_long_rejects_tables_are_paged():
+    rejects = [{"id": f"P{i}", "reason": f"reason <{i}>"} for i in range(2 * REJECTS_PER_PAGE + 1)]
+    page = rejects_html(rejects)
+    assert page.count('<section class="page"') == 3 and '<a href="#page-3">3</a>' in page
+    assert page.count("<tr><td>") == len(rejects) and "reason &lt;0&gt;" in page
+    assert rejects_html(rejects[:3]).count("<tr><td>") == 3 and "page" not in rejects_html([])
