@@ -45,3 +45,13 @@ fi
 # is named by the launcher build.
 command -v mvn >/dev/null || { echo "bootstrap: mvn (Maven) is required for the local Neo4j" >&2; exit 1; }
 .venv/bin/python -c "from protembed.testing.local_neo4j import VERSIONS, build_launcher; [build_launcher(version=v) for v in VERSIONS]"
+
+# The report's test opens the real report in headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing chromium for the report's browser test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "bootstrap: the report's browser test needs Chromium (Debian: apt-get install chromium)" >&2
+  fi
+fi
