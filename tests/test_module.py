@@ -136,4 +136,5 @@ def test_module_paths_resolve_from_the_module_not_the_working_directory(tmp_path
         "protembed_embed_shard": embed_env,
         "protembed_merge_shards": graph_env,
         "protembed_load_vectors": graph_env,
+        "protembed_report": str(REPO / "envs" / "report.yaml"),
     }
