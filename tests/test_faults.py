@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -138,6 +139,20 @@ def lock_middle_of_load(driver, directory):
     )
 
 
+@contextmanager
+def load_held_half_way(run, driver, directory):
+    """Once the export is done, hold the run's load at a protein half-way through its
+    order: the block runs while the load waits, some transactions committed."""
+    faults.wait_for_text(directory / "results" / PROPERTY / "export" / "manifest.json", "}", run)
+    with lock_middle_of_load(driver, directory):
+        faults.wait_for(
+            lambda: faults.transactions(driver, "setNodeVectorProperty", blocked=True),
+            "the load waiting",
+            while_running=run,
+        )
+        yield
+
+
 def test_embed_job_killed_mid_shard(server, case, reference):
     driver, directory = case
     run = faults.Run(directory, *ARGS, env=server.env())
@@ -176,13 +191,7 @@ def test_embed_job_killed_mid_shard(server, case, reference):
 def test_load_killed_after_some_transactions(server, case, reference):
     driver, directory = case
     run = faults.Run(directory, *ARGS, env=server.env())
-    faults.wait_for_text(directory / "results" / PROPERTY / "export" / "manifest.json", "}", run)
-    with lock_middle_of_load(driver, directory):
-        faults.wait_for(
-            lambda: faults.transactions(driver, "setNodeVectorProperty", blocked=True),
-            "the load waiting",
-            while_running=run,
-        )
+    with load_held_half_way(run, driver, directory):
         committed = vector_count(driver)
         run.kill_job("load.py")
     broken = run.finish()
@@ -203,13 +212,7 @@ def test_neo4j_stopped_during_load(server, case, reference):
     and once it is back the rerun writes only what was not committed."""
     driver, directory = case
     run = faults.Run(directory, *ARGS, env=server.env())
-    faults.wait_for_text(directory / "results" / PROPERTY / "export" / "manifest.json", "}", run)
-    with lock_middle_of_load(driver, directory):
-        faults.wait_for(
-            lambda: faults.transactions(driver, "setNodeVectorProperty", blocked=True),
-            "the load waiting",
-            while_running=run,
-        )
+    with load_held_half_way(run, driver, directory):
         committed = vector_count(driver)
         stopped = time.monotonic()
         server.stop()
