@@ -1,4 +1,5 @@
-"""A damaged Parquet file is never read as data: it is moved aside with a one-line error."""
+"""A damaged Parquet or JSON file is never read as data: it is moved aside with a one-line
+error, so that rerunning the same command rebuilds it."""
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,17 @@ def test_damaged_file_is_moved_aside(tmp_path, damage):
     with pytest.raises(parquet_io.CorruptFile, match="shard-0.parquet is not a valid Parquet"):
         parquet_io.read_table(path)
     assert not path.exists() and (tmp_path / "shard-0.parquet.corrupt").read_bytes() == data
+
+
+def test_damaged_json_is_moved_aside(tmp_path):
+    path = tmp_path / "manifest.json"
+    parquet_io.write_json({"exported": 3, "unique_sequences": 2}, path)
+    assert parquet_io.read_json(path) == {"exported": 3, "unique_sequences": 2}
+    damaged = path.read_text()[:-8]  # as a full disk leaves a hand-copied file behind
+    path.write_text(damaged)
+    with pytest.raises(parquet_io.CorruptFile, match=r"manifest.json is not valid JSON \("):
+        parquet_io.read_json(path)
+    assert not path.exists() and (tmp_path / "manifest.json.corrupt").read_text() == damaged
 
 
 def test_leftovers_of_a_killed_write_are_removed(tmp_path):

@@ -186,6 +186,21 @@ def write_json(data: dict, path: str | Path) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def read_json(path: str | Path) -> dict:
+    """A JSON file this package wrote; a damaged one is quarantined like a Parquet file."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        path = Path(path)
+        quarantine = path.with_name(path.name + ".corrupt")
+        os.replace(path, quarantine)
+        raise CorruptFile(
+            f"{path} is not valid JSON ({error}); moved it to {quarantine.name}: "
+            "rerun the same command to rebuild it"
+        ) from error
+
+
 def read_table(path: str | Path) -> pa.Table:
     with _readable(path):
         return pq.read_table(path, page_checksum_verification=True)

@@ -8,7 +8,6 @@ neighbours of a sample of proteins, which it compares with exact search over the
 """
 
 import html
-import json
 import logging
 import re
 from collections import Counter
@@ -41,7 +40,7 @@ def build(config: dict, run: dict, out: dict) -> dict:
     projection (PNG) and numbers (JSON).
     """
     manifest, summary, record, receipt = (
-        json.loads(Path(run[name]).read_text())
+        parquet_io.read_json(run[name])
         for name in ("manifest", "summary", "run_record", "receipt")
     )
     metadata = parquet_io.read_metadata(run["embeddings"])

@@ -240,9 +240,7 @@ def merge(
     `run_record_path` receives the run record (see run_record); the merged Parquet's
     metadata then names it under `run_record`, relative to the Parquet's directory.
     """
-    import json
-
-    manifest = json.loads(Path(manifest_path).read_text())
+    manifest = parquet_io.read_json(manifest_path)
     shard_metadata = [parquet_io.read_metadata(path) for path in shard_embeddings]
     metadata = next((m for m in shard_metadata if m.get("dimension")), None)
     if metadata:  # one shard's speed says nothing about the run's: that goes in summary.json
