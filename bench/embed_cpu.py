@@ -13,10 +13,12 @@ residues for all paths, so every path embeds exactly the same residues. Paths:
 The baselines are float32 only: the targets compare ours against the best float32 baseline.
 
 The proteins are cut into `--rounds` interleaved slices (every R-th protein, so each slice
-has the whole set's length mix). Each round runs, for each thread count, every path once on
-its slice, starting with a different path each round. The printed ratios are medians over
-rounds of each round's ratio (same slice, same minutes), so a neighbour loading the shared
-machine for a while slows all paths alike instead of whichever happened to run.
+has the whole set's length mix). Each round runs, for each thread count, every path on its
+slice, BLOCK proteins at a time: every path embeds a block before the next block starts,
+beginning with a different path each block. So the paths share the same seconds of a
+machine whose speed drifts (a shared VM's moves by 20% within a minute), and a neighbour's
+load slows all paths alike. The printed ratios are medians over rounds of each round's
+ratio to the best float32 baseline (same slice, same minutes).
 
     .venv/bin/python bench/embed_cpu.py --limit 300               # 8M and 35M, 1 and 2 threads
     .venv/bin/python bench/embed_cpu.py --limit 50 --shapes 8M    # a quick look
@@ -45,6 +47,9 @@ MODELS = REPO / ".cache" / "models"
 MAX_RESIDUES = 1022  # ESM-2's trained length; every path gets the same truncated input
 # name: (layers, hidden, heads), as esm2_t6_8M_UR50D and esm2_t12_35M_UR50D.
 SHAPES = {"8M": (6, 320, 20), "35M": (12, 480, 20)}
+
+
+BLOCK = 4  # proteins each path embeds before the next path's turn (see above)
 
 
 def esm2_random(shape: str) -> Path:
@@ -144,18 +149,22 @@ def run_rounds(paths, sequences, thread_counts, rounds):
     vectors = {p.name: [None] * len(sequences) for p in paths}
     for round_number in range(rounds):
         indices = list(range(round_number, len(sequences), rounds))
-        chunk = [sequences[i] for i in indices]
-        residues = sum(map(len, chunk))
-        shift = round_number % len(paths)
+        residues = sum(len(sequences[i]) for i in indices)
         order = thread_counts if round_number % 2 == 0 else thread_counts[::-1]
         for threads in order:
             torch.set_num_threads(threads)
-            for path in paths[shift:] + paths[:shift]:
-                started = time.perf_counter()
-                embedded = path.embed(chunk)
-                rates[threads][path.name].append(residues / (time.perf_counter() - started))
-                for index, vector in zip(indices, embedded, strict=True):
-                    vectors[path.name][index] = vector
+            seconds = dict.fromkeys((p.name for p in paths), 0.0)
+            for block_number, start in enumerate(range(0, len(indices), BLOCK)):
+                block = indices[start : start + BLOCK]
+                shift = (round_number + block_number) % len(paths)
+                for path in paths[shift:] + paths[:shift]:
+                    started = time.perf_counter()
+                    embedded = path.embed([sequences[i] for i in block])
+                    seconds[path.name] += time.perf_counter() - started
+                    for index, vector in zip(block, embedded, strict=True):
+                        vectors[path.name][index] = vector
+            for name, spent in seconds.items():
+                rates[threads][name].append(residues / spent)
         print(f"  round {round_number + 1}/{rounds} done", flush=True)
     return rates, vectors
 
