@@ -119,7 +119,10 @@ def esm_oracle(tmp_path_factory, sequences_file) -> tuple[dict, Path]:
     esmc_dir = save_random_esmc(work / "tiny_esmc")
     pins = yaml.safe_load((REPO / "envs" / "esm.yaml").read_text())["dependencies"][-1]["pip"]
     python = oracle_python("esm", pins)
-    run_oracle(python, "esm_reference.py", esmc_dir, sequences_file, work, work / "esm.npz")
+    proteins = REPO / "tests" / "data" / "synechocystis_every7th.fasta"
+    run_oracle(
+        python, "esm_reference.py", esmc_dir, sequences_file, work, work / "esm.npz", proteins
+    )
     return dict(np.load(work / "esm.npz")), esmc_dir
 
 
@@ -147,6 +150,19 @@ def test_esmc_native_matches_the_esm_package(esm_oracle):
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_esm3_stays_float32_on_cpus_and_refuses_bfloat16_there(esm_oracle):
+    """ESM-3's half precision runs on GPUs only (adapters/esm3.py); tests/gpu_checks.py
+    cannot hold it to float32 there, as the esm package's environment is not on the GPU
+    machine: README, Precision."""
+    oracle, _ = esm_oracle
+    assert str(oracle["esm3_cpu_auto_precision"]) == "float32"  # even where bf16 is native
+    assert len(oracle["esm3_cpu_auto"]) == 30
+    np.testing.assert_array_equal(oracle["esm3_cpu_auto"], oracle["esm3_cpu_float32"])
+    assert "precision bfloat16 is refused for esm3 on cpu" in str(
+        oracle["esm3_cpu_bfloat16_refusal"]
+    )
 
 
 def test_esm3_adapter_in_the_esm_environment(esm_oracle):

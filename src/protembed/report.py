@@ -40,8 +40,7 @@ def build(config: dict, run: dict, out: dict) -> dict:
     projection (PNG) and numbers (JSON).
     """
     manifest, summary, record, receipt = (
-        parquet_io.read_json(run[name])
-        for name in ("manifest", "summary", "run_record", "receipt")
+        parquet_io.read_json(run[name]) for name in ("manifest", "summary", "run_record", "receipt")
     )
     metadata = parquet_io.read_metadata(run["embeddings"])
     table = parquet_io.read_table(run["embeddings"])

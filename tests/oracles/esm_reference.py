@@ -1,6 +1,6 @@
 """Oracle, run in the esm package's environment (envs/esm.yaml): ESM-C and ESM-3 there.
 
-usage: python esm_reference.py ESMC_DIR SEQUENCES_JSON WORK_DIR OUT_NPZ
+usage: python esm_reference.py ESMC_DIR SEQUENCES_JSON WORK_DIR OUT_NPZ PROTEINS_FASTA
 
 ESM-C: the weights of ESMC_DIR (written by transformers' native EsmcForMaskedLM) through
 the esm package's ESMC, the API of its tutorials, one sequence at a time
@@ -10,21 +10,27 @@ positions only), and through our esmc adapter, which uses the package's EsmcMode
 
 ESM-3: a tiny random ESM-3 saved in WORK_DIR and read by our esm3 adapter: vectors
 batched and one at a time, beside a long batch mate, for a chunked 3,000-residue protein,
-and direct computations from the model's own forward pass ("esm3_*").
+and direct computations from the model's own forward pass ("esm3_*"); and what precision
+does to ESM-3 on a CPU, on the first 30 real proteins of PROTEINS_FASTA ("esm3_cpu_*").
 """
 
 import json
 import sys
 import warnings
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import torch
 from esm.models.esmc import ESMC
 
-from protembed.adapters import load_adapter
+from protembed.adapters import base, load_adapter
 from protembed.embedding import EmbeddingKind, embed_sequences, plan_windows
+from protembed.errors import UserError
+from protembed.testing.fasta import read_proteins
 from protembed.testing.random_models import save_random_esm3
+
+PRECISION_PROTEINS = 30
 
 KINDS = {
     "last": EmbeddingKind(),
@@ -75,7 +81,7 @@ def esm3_direct(model, sequence: str) -> np.ndarray:
 
 
 def esm3(work_dir: Path, sequences: list[str], out: dict) -> None:
-    adapter = load_adapter(str(save_random_esm3(work_dir / "tiny_esm3")), "auto", "cpu")
+    adapter = load_adapter(str(work_dir / "tiny_esm3"), "auto", "cpu")
     out["esm3_num_layers"] = np.array(adapter.num_layers)
     out["esm3_batched"] = vectors(adapter, sequences, tokens_per_batch=100_000)
     out["esm3_single"] = vectors(adapter, sequences, tokens_per_batch=1)
@@ -97,11 +103,33 @@ def esm3(work_dir: Path, sequences: list[str], out: dict) -> None:
         out[f"esm3_long_window{w}"] = esm3_direct(adapter.model, long[start:end])[-1]
 
 
-def main(esmc_dir: str, sequences_json: str, work_dir: str, out_npz: str) -> None:
+def esm3_precisions(work_dir: Path, proteins_fasta: str, out: dict) -> None:
+    """On a CPU `auto` keeps ESM-3 in float32 whatever the CPU, and bfloat16 is refused
+    (adapters/esm3.py says why); the float32 vectors of real proteins are the same as the
+    default's."""
+    proteins = read_proteins(proteins_fasta)[:PRECISION_PROTEINS]
+    sequences = [protein["sequence"] for protein in proteins]
+    model = str(work_dir / "tiny_esm3")
+    with patch.object(base, "cpu_runs_bfloat16_natively", lambda: True):
+        auto = load_adapter(model, "auto", "cpu", "auto")
+    out["esm3_cpu_auto_precision"] = np.array(auto.precision)
+    out["esm3_cpu_auto"] = vectors(auto, sequences)
+    out["esm3_cpu_float32"] = vectors(load_adapter(model, "auto", "cpu", "float32"), sequences)
+    try:
+        load_adapter(model, "auto", "cpu", "bfloat16")
+    except UserError as refusal:
+        out["esm3_cpu_bfloat16_refusal"] = np.array(str(refusal))
+
+
+def main(
+    esmc_dir: str, sequences_json: str, work_dir: str, out_npz: str, proteins_fasta: str
+) -> None:
     sequences = json.loads(Path(sequences_json).read_text())
     out: dict[str, np.ndarray] = {}
     esmc(esmc_dir, sequences, out)
+    save_random_esm3(Path(work_dir) / "tiny_esm3")
     esm3(Path(work_dir), sequences, out)
+    esm3_precisions(Path(work_dir), proteins_fasta, out)
     np.savez(out_npz, **out)
 
 

@@ -20,6 +20,7 @@ from esm.tokenization import (
     TokenizerCollection,
 )
 
+from ..errors import UserError
 from .base import Adapter
 
 
@@ -77,6 +78,18 @@ class Esm3Adapter(Adapter):
         # ESM-3 reads at most 2,048 tokens: 2,046 residues plus <cls> and <eos>.
         self.max_residues = 2046
 
+    def use_precision(self, requested: str = "auto") -> None:
+        """Half precision on GPUs only, as the esm package runs ESM-3: on a CPU its geometric
+        attention turns autocast off and multiplies bfloat16 activations by float32
+        rotations, which fails. So `auto` is float32 on a CPU, and bfloat16 is refused."""
+        on_gpu = self.device.type == "cuda"
+        if not on_gpu and requested in ("bfloat16", "float16"):
+            raise UserError(
+                f"precision {requested} is refused for esm3 on {self.device.type}: the esm "
+                "package runs ESM-3 in half precision on GPUs only; use auto or float32"
+            )
+        super().use_precision(requested if on_gpu or requested != "auto" else "float32")
+
     def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
         return {"input_ids": batch["input_ids"]}
@@ -89,10 +102,14 @@ class Esm3Adapter(Adapter):
         hook = self.model.transformer.register_forward_hook(
             lambda module, args, output: seen.update(inputs=args[0], outputs=output)
         )
+        # In half precision (GPUs), autocast as the esm package itself runs ESM-3: its
+        # forward makes the default pLDDT inputs float32, which bfloat16 weights refuse.
+        half = self.precision != "float32"
         try:
-            # ESM-3 knows no attention mask: tokens attend where sequence_id is equal, so
-            # padding (False) and residues (True) never see each other.
-            self.model(sequence_tokens=ids, sequence_id=ids != self.tokenizer.pad_token_id)
+            with torch.autocast(self.device.type, dtype=self.half_precision, enabled=half):
+                # ESM-3 knows no attention mask: tokens attend where sequence_id is equal, so
+                # padding (False) and residues (True) never see each other.
+                self.model(sequence_tokens=ids, sequence_id=ids != self.tokenizer.pad_token_id)
         finally:
             hook.remove()
         after_norm, _, blocks = seen["outputs"][:3]
