@@ -12,6 +12,7 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow.parquet as pq
+from support import faults
 from support.slurm_cluster import SlurmCluster, ensure_installed, max_concurrency
 from workflow_runner import REPO, SNAKEMAKE, run_workflow, write_config
 
@@ -158,6 +159,14 @@ def test_slurm_and_workstation_profiles_end_in_the_same_graph(
         # SLURM chose each job's GPU; the job kept it.
         assert re.search(r"CUDA_VISIBLE_DEVICES='\d' was set for this job", text), text
 
+    # The password reaches the jobs in their environment only: no file of the run (results,
+    # logs, the plugin's job logs under .snakemake) and nothing the run printed holds it.
+    # (slurmctld keeps each job's environment in its state directory, as any SLURM does;
+    # that directory is the cluster's, readable by its administrators only.)
+    password = neo4j_env["NEO4J_PASSWORD"]
+    assert password not in result.stdout + result.stderr
+    assert not faults.files_holding(runs["slurm"], password)
+
     on_slurm, index_on_slurm = graph_state(database), vector_index(database)
     reset(database)
     seed(database, synechocystis)
@@ -171,6 +180,7 @@ def test_slurm_and_workstation_profiles_end_in_the_same_graph(
         env={"CUDA_VISIBLE_DEVICES": "0,1", "TMPDIR": str(tmp_path)},
     )
     assert workstation.returncode == 0, workstation.stderr[-4000:]
+    assert not faults.files_holding(runs["workstation"], password)
     on_workstation, index_on_workstation = graph_state(database), vector_index(database)
 
     logs = sorted((runs["workstation"] / "results" / PROPERTY / "logs" / "embed").glob("*.log"))
