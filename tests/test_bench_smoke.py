@@ -1,7 +1,10 @@
-"""The GPU benchmark must keep working: run it on the CPU with tiny models, and check its
-FLOP count against the published per-token figures (models built on the meta device)."""
+"""The benchmarks must keep working: the CPU one on four proteins, the GPU one on the CPU
+with tiny models, and the GPU one's FLOP count against the published per-token figures
+(models built on the meta device)."""
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +14,16 @@ from transformers import EsmConfig, EsmModel, T5Config, T5EncoderModel
 spec = importlib.util.spec_from_file_location("embed_gpu", REPO / "bench" / "embed_gpu.py")
 embed_gpu = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(embed_gpu)
+
+
+def test_cpu_benchmark_runs_and_its_paths_agree():
+    command = [sys.executable, str(REPO / "bench" / "embed_cpu.py")]
+    command += ["--fasta", str(DATA / "synechocystis_every7th.fasta"), "--limit", "4"]
+    command += ["--rounds", "1", "--shapes", "8M", "--threads", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]  # 1: paths disagree
+    assert "ESM-2 8M: 4 proteins" in done.stdout
+    assert "1 thread(s): ours float32" in done.stdout and "lowest cosine to plain HF" in done.stdout
 
 
 def test_gpu_benchmark_runs_on_cpu_with_tiny_models():
