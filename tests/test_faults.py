@@ -11,10 +11,12 @@ two runs agree bit for bit), two shards and small write transactions.
 """
 
 import os
+import re
 import secrets
 import signal
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -153,16 +155,34 @@ def load_held_half_way(run, driver, directory):
         yield
 
 
+def test_embed_logs_keep_the_progress_bar_beside_the_log_lines(reference):
+    """The probes below watch for the bar; a user tailing a log watches it too."""
+    logs = reference["directory"] / "results" / PROPERTY / "logs" / "embed"
+    for shard in (0, 1):
+        text = (logs / f"shard-{shard}.log").read_text()
+        start, end = text.find(" 0%|"), text.find("100%|")
+        assert 0 < text.find("token budget divided by") < start < end, text
+        assert end < text.find("'embedded':"), text
+
+
+BAR_START = re.compile(r"(?<!\d)0%\|")  # the bar as a shard starts ("100%|" is its end)
+
+
+def embedding_log(run: faults.Run, directory: Path) -> Path:
+    """The log of an embed job that has begun its shard's forward passes."""
+    logs = directory / "results" / PROPERTY / "logs" / "embed"
+
+    def started():
+        texts = {p: p.read_text(errors="replace") for p in logs.glob("shard-*.log")}
+        return next((p for p, text in texts.items() if BAR_START.search(text)), None)
+
+    return faults.wait_for(started, "an embed job's progress bar", while_running=run)
+
+
 def test_embed_job_killed_mid_shard(server, case, reference):
     driver, directory = case
     run = faults.Run(directory, *ARGS, env=server.env())
-    logs = directory / "results" / PROPERTY / "logs" / "embed"
-    faults.wait_for(
-        lambda: any("0%|" in p.read_text(errors="replace") for p in logs.glob("shard-*.log")),
-        "an embed job's progress bar",
-        while_running=run,
-    )
-    log = next(p for p in logs.glob("shard-*.log") if "0%|" in p.read_text(errors="replace"))
+    log = embedding_log(run, directory)
     victim = faults.process_with_open(run, log)
     time.sleep(0.3)  # into the shard: each protein is its own forward pass
     assert "'embedded':" not in log.read_text(), "the shard finished before the kill"
@@ -300,11 +320,7 @@ def test_ctrl_c_during_embed_jobs(server, case, reference):
     driver, directory = case
     run = faults.Run(directory, *ARGS, env=server.env())
     logs = directory / "results" / PROPERTY / "logs" / "embed"
-    faults.wait_for(
-        lambda: any("0%|" in p.read_text(errors="replace") for p in logs.glob("shard-*.log")),
-        "an embed job's progress bar",
-        while_running=run,
-    )
+    embedding_log(run, directory)
     run.interrupt()
     broken = run.finish()
     assert broken.returncode != 0

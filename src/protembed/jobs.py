@@ -16,7 +16,9 @@ def snakemake_job(snakemake):
     Anything else is a bug and keeps its traceback, in the log and on stderr.
     """
     log_path = snakemake.log[0]
-    handler = logging.FileHandler(log_path, mode="w")
+    open(log_path, "w").close()  # one log per attempt
+    # Both writers append: with one at its own offset, each log line overwrote the bar.
+    handler = logging.FileHandler(log_path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
