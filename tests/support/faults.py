@@ -47,7 +47,12 @@ class Run:
         self.started = time.monotonic()
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.process = subprocess.Popen(
-                command, stdout=out, stderr=err, env={**os.environ, **env}, start_new_session=True
+                command,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, **env},
+                start_new_session=True,
+                preexec_fn=_default_interrupt,
             )
 
     def running(self) -> bool:
@@ -88,6 +93,15 @@ class Run:
 
     def descendants(self) -> list[int]:
         return _descendants_running(self.process.pid, "")
+
+
+def _default_interrupt() -> None:
+    """SIGINT as a terminal gives it. An ignored or blocked SIGINT is inherited across exec
+    (a suite started in the background runs with it ignored; a library may block it in the
+    test's thread), and snakemake would then never see Ctrl-C: twice in full suite runs
+    here it ran to the end through the interrupt, with no 'Terminating' line."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run(directory: Path, *args: str, env: dict, timeout: float = 300) -> Outcome:
