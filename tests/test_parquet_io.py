@@ -36,7 +36,7 @@ def test_damaged_json_is_moved_aside(tmp_path):
     assert parquet_io.read_json(path) == {"exported": 3, "unique_sequences": 2}
     damaged = path.read_text()[:-8]  # as a full disk leaves a hand-copied file behind
     path.write_text(damaged)
-    with pytest.raises(parquet_io.CorruptFile, match=r"manifest.json is not valid JSON \("):
+    with pytest.raises(parquet_io.CorruptFile, match=r"manifest.json is not a valid JSON file \("):
         parquet_io.read_json(path)
     assert not path.exists() and (tmp_path / "manifest.json.corrupt").read_text() == damaged
 

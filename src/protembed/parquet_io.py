@@ -123,26 +123,31 @@ def read_metadata(path: str | Path) -> dict:
 
 
 class CorruptFile(UserError):
-    """A Parquet file that cannot be read back as written; it has been moved aside."""
+    """A file of ours that cannot be read back as written; it has been moved aside."""
+
+
+def _quarantine(path: str | Path, kind: str, reason: str) -> CorruptFile:
+    """Move a damaged file to `<name>.corrupt` (kept for a post-mortem) so that the rerun
+    rebuilds it; the error to raise."""
+    path = Path(path)
+    quarantine = path.with_name(path.name + ".corrupt")
+    os.replace(path, quarantine)
+    return CorruptFile(
+        f"{path} is not a valid {kind} ({reason}); moved it to {quarantine.name}: "
+        "rerun the same command to rebuild it"
+    )
 
 
 @contextmanager
 def _readable(path: str | Path) -> Iterator[None]:
-    """Turn pyarrow's complaints about a damaged file into a CorruptFile, after moving the
-    file to `<name>.corrupt` (kept for a post-mortem) so that the rerun rebuilds it."""
+    """Turn pyarrow's complaints about a damaged file into a CorruptFile."""
     try:
         yield
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as error:
         if isinstance(error, (FileNotFoundError, PermissionError)):
             raise
-        path = Path(path)
-        quarantine = path.with_name(path.name + ".corrupt")
-        os.replace(path, quarantine)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CorruptFile(
-            f"{path} is not a valid Parquet file ({reason}); moved it to {quarantine.name}: "
-            "rerun the same command to rebuild it"
-        ) from error
+        raise _quarantine(path, "Parquet file", reason) from error
 
 
 @contextmanager
@@ -188,17 +193,10 @@ def write_json(data: dict, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> dict:
     """A JSON file this package wrote; a damaged one is quarantined like a Parquet file."""
-    text = Path(path).read_text()
     try:
-        return json.loads(text)
+        return json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
-        path = Path(path)
-        quarantine = path.with_name(path.name + ".corrupt")
-        os.replace(path, quarantine)
-        raise CorruptFile(
-            f"{path} is not valid JSON ({error}); moved it to {quarantine.name}: "
-            "rerun the same command to rebuild it"
-        ) from error
+        raise _quarantine(path, "JSON file", str(error)) from error
 
 
 def read_table(path: str | Path) -> pa.Table:
