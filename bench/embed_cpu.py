@@ -123,7 +123,7 @@ class OurPath:
             self.adapter,
             sequences,
             long_sequences="truncate",
-            tokens_per_batch=default_tokens_per_batch(torch.device("cpu")),
+            tokens_per_batch=default_tokens_per_batch(self.adapter),
         )
         return [r.vector for r in results]
 

@@ -1,9 +1,8 @@
 """The engine's speed machinery, run on the CPU: out-of-memory retries (with a fake model
-that runs out of memory above a token count), the one-batch-ahead worker, half precision
+that runs out of memory above a token count), half precision
 with float32 rotary frequencies, the progress line, and throughput in the step outputs."""
 
 import io
-import threading
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +14,7 @@ from test_embedding import SCHEMA, SEQUENCES, cosine, shard_file
 from protembed import parquet_io, steps
 from protembed.adapters import load_adapter
 from protembed.adapters.base import Adapter, cast_keeping_rotary_float32, choose_precision
-from protembed.embedding import Embedded, PieceRunner, Plan, _one_ahead, embed_sequences, finish
+from protembed.embedding import Embedded, PieceRunner, Plan, embed_sequences, finish
 from protembed.errors import RejectedSequence
 
 
@@ -92,7 +91,7 @@ def test_plan_runner_and_finish_each_do_their_part():
     runner.run_all()
     assert runner.budget < 1000 and adapter.failures and not runner.failed
     # Each residue's share: 1/coverage, so the sum over windows counts every residue once.
-    np.testing.assert_allclose(runner.sums[1][2], 25.0)
+    np.testing.assert_allclose(runner.sums[1][2].item(), 25.0)
     # A residue's vector: the average over the windows holding it (here, its place in each).
     places = [
         [j - start for start, end in [(0, 12), (8, 20), (13, 25)] if start <= j < end]
@@ -110,19 +109,6 @@ def test_plan_runner_and_finish_each_do_their_part():
     np.testing.assert_allclose(unnormalised[0].vector, expected_mean("M" * 10), rtol=1e-6)
     runner.failed[2] = "out of memory"
     assert str(finish(plan, runner)[2]) == "out of memory"
-
-
-def test_one_ahead_keeps_order_and_works_on_another_thread():
-    threads = set()
-
-    def square(x):
-        threads.add(threading.get_ident())
-        return x * x
-
-    assert list(_one_ahead(square, range(5), enabled=True)) == [(i, i * i) for i in range(5)]
-    assert threads and threading.get_ident() not in threads
-    assert list(_one_ahead(square, [], enabled=True)) == []
-    assert list(_one_ahead(square, [3], enabled=False)) == [(3, 9)]
 
 
 def test_half_precision_keeps_rotary_frequencies_float32(tiny_esm2):

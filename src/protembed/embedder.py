@@ -217,7 +217,8 @@ class Embedder:
         """Tokens per forward pass: tokens_per_batch, or the device's automatic one."""
         budget = self.tokens_per_batch
         if budget == "auto" or self.adapter.device.type == "cpu":  # a CPU: always one piece
-            budget = default_tokens_per_batch(self.adapter.device)
+            layers = len(self.kind.layers(self.num_layers))
+            budget = default_tokens_per_batch(self.adapter, layers)
         return max(1, budget // divisor)
 
     # Embedding -----------------------------------------------------------------------

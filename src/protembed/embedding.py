@@ -5,25 +5,25 @@ the average of the adapter's per-residue vectors (of the chosen layers) over the
 residues. A residue covered by several windows of a chunked long sequence contributes the
 average of its window vectors, so each residue weighs the same in the protein's mean.
 
-Speed: pieces are batched longest first under a token budget (per device, overridable);
-the mean is taken on the device, so only one vector per piece crosses back to the host;
-on a GPU the next batch is tokenised on a worker thread into pinned memory while the
-current one runs. Out of device memory, a batch is retried in halves under a halved
-budget; a piece that does not fit even alone rejects its protein, with the reason.
+Speed: the host side must never keep a GPU waiting. A shard is tokenised by one table lookup;
+each batch's inputs are built with array operations (layout.py), packed into one row where the
+family and device allow (adapters/packing.py), else padded, longest pieces first under a token
+budget. Pooling is one gather and one segment sum per batch on the device, into per-protein
+sums that stay there: nothing waits for the GPU until the shard's sums are copied back once.
+Out of device memory, a batch is retried in halves under a halved budget; a piece that does
+not fit even alone rejects its protein, with the reason.
 """
 
 import logging
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import layout
 from .adapters.base import Adapter
 from .errors import RejectedSequence, UserError
 from .names import embedding_kind
@@ -95,11 +95,39 @@ class Embedded:
     residue_vectors: np.ndarray | None = None  # float32, (residues, dimension), if asked for
 
 
-def default_tokens_per_batch(device: torch.device) -> int:
-    # GPUs want large batches. A CPU gets one piece per forward: batching gains nothing
-    # there (BENCHMARKS.md), and in a padded batch a row's last bits depend on its batch
-    # mates, which change with the shard count (README, Reproducibility).
-    return 1 if device.type == "cpu" else 16384
+def default_tokens_per_batch(adapter: Adapter, layers: int = 1) -> int:
+    """Tokens per forward pass when the user leaves it to us.
+
+    A CPU gets one piece per forward: batching gains nothing there (BENCHMARKS.md), and in a
+    padded batch a row's last bits depend on its batch mates, which change with the shard
+    count (README, Reproducibility). A GPU gets what half its free memory holds.
+    """
+    if adapter.device.type != "cuda":
+        return 1
+    free, _ = torch.cuda.mem_get_info(adapter.device)
+    return device_token_budget(free, *activation_shape(adapter), layers)
+
+
+def activation_shape(adapter: Adapter) -> tuple[int, int, int]:
+    """(hidden width, feed-forward width, bytes per value) of the adapter's model."""
+    config = getattr(getattr(adapter, "model", None), "config", None)
+    hidden = adapter.dimension
+    feed_forward = getattr(config, "intermediate_size", None) or getattr(config, "d_ff", None)
+    size = 4 if adapter.precision == "float32" else 2
+    return hidden, feed_forward or 4 * hidden, size
+
+
+def device_token_budget(
+    free_bytes: int, hidden: int, feed_forward: int, value_bytes: int, layers: int = 1
+) -> int:
+    """The tokens whose activations fill half of `free_bytes`: per token, a block's working
+    set (its input, q, k, v, attention output and residual: about eight widths, plus the
+    feed-forward's two) and the `layers` hidden states kept for pooling. Attention itself is
+    linear in tokens with the flash and memory-efficient kernels. Between 1,024 and 131,072,
+    in steps of 1,024; out-of-memory halving remains the safety net."""
+    per_token = value_bytes * (hidden * (8 + layers) + 2 * feed_forward)
+    budget = free_bytes // 2 // per_token
+    return int(min(max(budget // 1024 * 1024, 1024), 131072))
 
 
 def plan_windows(
@@ -118,46 +146,37 @@ def plan_windows(
     return spans, f"chunked:{len(spans)}"
 
 
-def batches(lengths: list[int], tokens_per_batch: int, special_tokens: int) -> list[list[int]]:
-    """Indices grouped longest first so that padded tokens per batch stay within the budget."""
+def batches(
+    lengths: list[int], tokens_per_batch: int, special_tokens: int, *, packed: bool = False
+) -> list[list[int]]:
+    """Indices grouped longest first so that the tokens a batch runs stay within the budget:
+    the padded tokens, or with `packed` the tokens themselves."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     groups: list[list[int]] = []
     current: list[int] = []
+    tokens = 0
     for index in order:
-        padded_width = lengths[current[0]] + special_tokens if current else 0
-        width = max(padded_width, lengths[index] + special_tokens)
-        if current and width * (len(current) + 1) > tokens_per_batch:
+        width = lengths[index] + special_tokens
+        if packed:
+            tokens += width
+        else:  # longest first: the first piece sets the padded width
+            tokens = (lengths[current[0]] + special_tokens if current else width) * (
+                len(current) + 1
+            )
+        if current and tokens > tokens_per_batch:
             groups.append(current)
-            current = []
+            current, tokens = [], width
         current.append(index)
     if current:
         groups.append(current)
     return groups
 
 
-def padded_tokens(lengths: list[int], special_tokens: int) -> int:
-    """Tokens of a batch padded to its longest piece."""
+def batch_tokens(lengths: list[int], special_tokens: int, *, packed: bool = False) -> int:
+    """Tokens a batch of pieces runs: their own, or with padding to the longest."""
+    if packed:
+        return sum(lengths) + special_tokens * len(lengths)
     return (max(lengths) + special_tokens) * len(lengths)
-
-
-def _one_ahead(
-    function: Callable, items: Iterable, *, enabled: bool
-) -> Iterator[tuple[object, object]]:
-    """(item, function(item)) for each item; when enabled, the next item's function runs on
-    a worker thread while the caller works on this one."""
-    if not enabled:
-        for item in items:
-            yield item, function(item)
-        return
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        upcoming = None
-        for item in items:
-            future = worker.submit(function, item)
-            if upcoming is not None:
-                yield upcoming[0], upcoming[1].result()
-            upcoming = (item, future)
-        if upcoming is not None:
-            yield upcoming[0], upcoming[1].result()
 
 
 def embed_sequences(
@@ -178,11 +197,12 @@ def embed_sequences(
     or a tqdm class to make one (None: no bar).
     """
     plan = Plan.of(sequences, max_residues or adapter.max_residues, long_sequences, overlap)
+    layers = kind.layers(adapter.num_layers)
     runner = PieceRunner(
         adapter,
         plan,
-        kind.layers(adapter.num_layers),
-        tokens_per_batch or default_tokens_per_batch(adapter.device),
+        layers,
+        tokens_per_batch or default_tokens_per_batch(adapter, len(layers)),
         per_residue=kind.per_residue,
     )
     runner.run_all(progress)
@@ -224,10 +244,13 @@ class Plan:
         index, start, end = self.pieces[piece]
         return self.sequences[index][start:end]
 
+    def chunked(self, index: int) -> bool:
+        return self.handling[index].startswith("chunked")
+
 
 class PieceRunner:
     """Runs a plan's pieces through the model in batches under a token budget, adding each
-    piece's weighted residue vectors into its protein's sum.
+    piece's weighted residue vectors into its protein's sum, on the device.
 
     Out of device memory, a batch is retried in halves and the budget stays halved for the
     rest of the run; a piece that fails even alone leaves its protein in `failed`.
@@ -245,101 +268,156 @@ class PieceRunner:
         self.adapter, self.plan, self.layers = adapter, plan, layers
         self.budget = tokens_per_batch
         self.lengths = plan.lengths
-        self.on_gpu = adapter.device.type == "cuda"
-        self.sums = {i: np.zeros(adapter.dimension, dtype=np.float64) for i in plan.coverage}
+        self.packed = adapter.batching != "padded"
+        self.pieces = np.array(plan.pieces, dtype=np.int64).reshape(-1, 3)
+        self.sources = self.token_sources()
+        # Every protein's sum over its residues, float64 as on the host before: a shard's
+        # worth (a few hundred MB at most) stays on the device until finish().
+        self.sums = torch.zeros(
+            (len(plan.sequences), adapter.dimension), dtype=torch.float64, device=adapter.device
+        )
         self.residue_vectors = {
             i: np.zeros((len(plan.sequences[i]), adapter.dimension), dtype=np.float32)
             for i in (plan.coverage if per_residue else ())
         }
         self.failed: dict[int, str] = {}  # sequence index -> why the device could not embed it
-        self._tokenizer_lock = threading.Lock()  # a tokenizer is not safe to share
+
+    def token_sources(self) -> np.ndarray | None:
+        """Tokenise every sequence of the plan at once (families with a residue table), and
+        where each piece's residues start in those ids."""
+        if self.adapter.residue_ids is None:
+            self.ids = None
+            return None
+        self.ids = self.adapter.token_ids(self.plan.sequences)
+        lengths = np.array([len(s) for s in self.plan.sequences], dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        return starts[self.pieces[:, 0]] + self.pieces[:, 1]
 
     def run_all(self, progress=None) -> None:
-        """Every piece, longest batches first; the next batch is tokenised on a worker thread
-        while a GPU computes this one."""
+        """Every piece, longest batches first."""
         bar = _progress_bar(progress, sum(self.lengths))
-        pieces_left = Counter(index for index, _, _ in self.plan.pieces)
+        pieces_left = np.bincount(self.pieces[:, 0], minlength=len(self.plan.sequences))
         proteins_done, started = 0, time.monotonic()
-        planned = batches(self.lengths, self.budget, self.adapter.special_tokens)
-        for group, inputs in _one_ahead(self.host_inputs, planned, enabled=self.on_gpu):
-            self.run(group, inputs)
-            for piece in group:
-                pieces_left[self.plan.pieces[piece][0]] -= 1
-                proteins_done += pieces_left[self.plan.pieces[piece][0]] == 0
+        special = self.adapter.special_tokens
+        for group in batches(self.lengths, self.budget, special, packed=self.packed):
+            self.run(group)
+            proteins = self.pieces[group, 0]
+            np.subtract.at(pieces_left, proteins, 1)
+            proteins_done += int(np.count_nonzero(pieces_left[np.unique(proteins)] == 0))
             rate = proteins_done / max(time.monotonic() - started, 1e-9)
             bar.set_postfix_str(f"{proteins_done} proteins, {rate:.1f} proteins/s", refresh=False)
             bar.update(sum(self.lengths[i] for i in group))
         bar.close()
 
-    def host_inputs(self, group: list[int]) -> dict[str, torch.Tensor] | None:
-        with self._tokenizer_lock:
-            inputs = self.adapter.encode([self.plan.text(i) for i in group])
-        if inputs is not None and self.on_gpu:
-            inputs = {key: value.pin_memory() for key, value in inputs.items()}
-        return inputs
-
-    def run(self, group: list[int], inputs: dict[str, torch.Tensor] | None) -> None:
-        padded = padded_tokens([self.lengths[i] for i in group], self.adapter.special_tokens)
-        if len(group) > 1 and padded > self.budget:  # planned before running out of memory
+    def run(self, group: list[int]) -> None:
+        lengths = [self.lengths[i] for i in group]
+        tokens = batch_tokens(lengths, self.adapter.special_tokens, packed=self.packed)
+        if len(group) > 1 and tokens > self.budget:  # planned before running out of memory
             self.split(group)
             return
         try:
-            self.add(group, inputs)
+            self.add(group)
             return
         except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is this class
             pass
         # Here, outside the except clause, the failed batch's tensors are free again.
-        if self.on_gpu:
+        if self.adapter.device.type == "cuda":
             torch.cuda.empty_cache()
         device = self.adapter.device
         if len(group) == 1:
             index = self.plan.pieces[group[0]][0]
             self.failed[index] = (
-                f"out of {device} memory embedding {padded} tokens even alone; "
+                f"out of {device} memory embedding {tokens} tokens even alone; "
                 "use a device with more memory, or a smaller model.max_residues"
             )
             log.warning("sequence %d rejected: %s", index, self.failed[index])
             return
-        self.budget = max(1, padded // 2)
+        self.budget = max(1, tokens // 2)
         log.warning(
-            "out of %s memory at %d tokens: token budget halved to %d", device, padded, self.budget
+            "out of %s memory at %d tokens: token budget halved to %d", device, tokens, self.budget
         )
         self.split(group)
 
     def split(self, group: list[int]) -> None:
         """Run a group in batches under the (lowered) budget."""
         lengths = [self.lengths[i] for i in group]
-        for part in batches(lengths, self.budget, self.adapter.special_tokens):
-            smaller = [group[i] for i in part]
-            self.run(smaller, self.host_inputs(smaller))
+        special = self.adapter.special_tokens
+        for part in batches(lengths, self.budget, special, packed=self.packed):
+            self.run([group[i] for i in part])
 
-    def add(self, group: list[int], inputs: dict[str, torch.Tensor] | None) -> None:
-        """Embed a group of pieces into their proteins' sums."""
-        on_device = None if inputs is None else self.adapter.to_device(inputs)
-        texts = [self.plan.text(i) for i in group]
-        states = self.adapter.residue_embeddings(texts, self.layers, on_device)
-        shared = []
-        for piece, piece_states in zip(group, states, strict=True):
-            index, start, end = self.plan.pieces[piece]
-            coverage = self.plan.coverage[index][start:end]
-            if coverage.max() > 1:  # a window of a chunked sequence
-                share = torch.from_numpy(1.0 / coverage).to(piece_states.device)
-                piece_states = piece_states * share[:, None]
-            shared.append(piece_states)
-        # Only one vector per piece crosses back to the host (all residues if asked for).
-        piece_sums = torch.stack([piece.sum(0) for piece in shared]).cpu().numpy()
-        for piece, piece_states, piece_sum in zip(group, shared, piece_sums, strict=True):
-            index, start, end = self.plan.pieces[piece]
-            self.sums[index] += piece_sum
-            if index in self.residue_vectors:
-                self.residue_vectors[index][start:end] += piece_states.cpu().numpy()
+    @torch.inference_mode()
+    def add(self, group: list[int]) -> None:
+        """Embed a group of pieces into their proteins' sums: one forward, one gather of the
+        residues' states, one segment sum."""
+        hidden, positions = self.forward(group)
+        device = self.adapter.device
+        flat = [h.reshape(-1, h.shape[-1]) for h in hidden]
+        index = _to_device(positions, device)
+        states = sum(f.index_select(0, index).float() for f in flat) / len(flat)
+        lengths = self.piece_lengths(group)
+        proteins = np.repeat(self.pieces[group, 0], lengths)
+        weights = self.residue_weights(group)
+        if weights is not None:
+            states = states * _to_device(weights, device)[:, None]
+        self.sums.index_add_(0, _to_device(proteins, device), states.to(self.sums.dtype))
+        if self.residue_vectors:  # per-residue outputs cross back batch by batch
+            self.keep_residues(group, states.cpu().numpy(), lengths)
+
+    def forward(self, group: list[int]) -> tuple[list[torch.Tensor], np.ndarray]:
+        """The chosen layers' states for a group, and where its residues sit in them."""
+        adapter = self.adapter
+        if self.ids is None:  # the family tokenises inside hidden_states
+            texts = [self.plan.text(i) for i in group]
+            hidden = adapter.hidden_states(texts, self.layers)
+            lengths = self.piece_lengths(group)
+            piece, within = layout.residue_sources(np.zeros_like(lengths), lengths)
+            return hidden, piece * hidden[0].shape[1] + adapter.first_residue + within
+        sources, lengths = self.sources[group], self.piece_lengths(group)
+        prefix, suffix = adapter.prefix_ids, adapter.suffix_ids
+        if self.packed:
+            batch = layout.packed(self.ids, sources, lengths, prefix, suffix)
+        else:
+            batch = layout.padded(self.ids, sources, lengths, prefix, suffix, adapter.pad_id)
+        inputs = {
+            key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+            for key, value in batch.inputs.items()
+        }
+        return adapter.forward(adapter.to_device(inputs), self.layers), batch.positions
+
+    def piece_lengths(self, group: list[int]) -> np.ndarray:
+        pieces = self.pieces[group]
+        return pieces[:, 2] - pieces[:, 1]
+
+    def residue_weights(self, group: list[int]) -> np.ndarray | None:
+        """Each residue's share (1 / the windows holding it) where the group holds a window
+        of a chunked sequence; None where every share is 1."""
+        if not any(self.plan.chunked(index) for index, _, _ in self.pieces[group]):
+            return None
+        return np.concatenate(
+            [1.0 / self.plan.coverage[index][start:end] for index, start, end in self.pieces[group]]
+        ).astype(np.float32)
+
+    def keep_residues(self, group: list[int], states: np.ndarray, lengths: np.ndarray) -> None:
+        for (index, start, end), rows in zip(
+            self.pieces[group], np.split(states, np.cumsum(lengths)[:-1]), strict=True
+        ):
+            self.residue_vectors[index][start:end] += rows
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    if device.type != "cuda":
+        return tensor
+    # Pinned, the copy is queued behind the running kernels instead of waiting for them.
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def finish(
     plan: Plan, runner: PieceRunner, *, normalize: bool = False
 ) -> list[Embedded | RejectedSequence]:
     """Each protein's mean over its residues (optionally L2-normalised), or its rejection,
-    in input order."""
+    in input order. The only point where the host waits for the device."""
+    sums = runner.sums.cpu().numpy()
     results: list[Embedded | RejectedSequence] = []
     for index, sequence in enumerate(plan.sequences):
         if index in plan.rejected:
@@ -348,7 +426,7 @@ def finish(
         if index in runner.failed:
             results.append(RejectedSequence(runner.failed[index]))
             continue
-        vector = runner.sums[index] / np.count_nonzero(plan.coverage[index])
+        vector = sums[index] / np.count_nonzero(plan.coverage[index])
         if normalize:
             vector /= np.linalg.norm(vector) or 1.0
         results.append(

@@ -166,4 +166,8 @@ def load_adapter(
             "to a local directory that holds the weights"
         ) from error
     adapter.use_precision(precision)
+    if adapter.packs:
+        from .packing import use_packing
+
+        use_packing(adapter)
     return adapter

@@ -11,8 +11,10 @@ import logging
 from abc import ABC
 from typing import ClassVar
 
+import numpy as np
 import torch
 
+from .. import layout
 from ..errors import UserError
 from ..sequences import clean_sequence
 
@@ -52,46 +54,79 @@ class Adapter(ABC):
     precision: str = "float32"
     attention: str | None = None
 
+    # Token ids by residue letter: a 256-entry table indexed by the letter's byte, -1 for
+    # letters outside the vocabulary; and the ids placed before and after every sequence.
+    # With it the engine tokenises a whole shard by one lookup and builds every batch with
+    # array operations. None: the family tokenises inside hidden_states (ESM-3, k-mers).
+    residue_ids: np.ndarray | None = None
+    prefix_ids: tuple[int, ...] = ()
+    suffix_ids: tuple[int, ...] = ()
+    pad_id: int = 0
+    # Whether the model can read several sequences packed into one row (no padding), each
+    # with its own positions and attention confined to it (see adapters/packing.py).
+    packs: ClassVar[bool] = False
+    # How batches ran: "padded", or "packed (<attention>)" once use_packing switched it on.
+    batching: str = "padded"
+
     def prepare(self, sequence: str) -> str:
         """The sequence as this family reads it; raises RejectedSequence with the reason."""
         return clean_sequence(sequence, self.alphabet)
 
-    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor] | None:
-        """The model's inputs for a batch as host tensors, or None for a family that
-        tokenises inside hidden_states. The engine runs this one batch ahead on another
-        thread, so it must not touch the device."""
-        return None
+    def token_ids(self, sequences: list[str]) -> np.ndarray:
+        """The residue ids of prepared sequences, concatenated (no special tokens): one
+        table lookup over all their bytes."""
+        residues = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
+        ids = self.residue_ids[residues]
+        if (ids < 0).any():
+            letter = chr(residues[np.argmax(ids < 0)])
+            raise ValueError(f"{self.name} has no token for residue {letter!r}")
+        return ids
+
+    def tokenize(self, sequences: list[str]) -> dict[str, torch.Tensor]:
+        """The model's inputs for a batch: input_ids and attention_mask, right-padded, as
+        host tensors."""
+        lengths = np.array([len(s) for s in sequences])
+        sources = np.cumsum(lengths) - lengths
+        batch = layout.padded(
+            self.token_ids(sequences),
+            sources,
+            lengths,
+            self.prefix_ids,
+            self.suffix_ids,
+            self.pad_id,
+        )
+        return {key: torch.from_numpy(value) for key, value in batch.inputs.items()}
 
     def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
-        """hidden_states from encode()'s tensors, already on the device."""
+        """hidden_states from the model's inputs (tokenize(), or a packed row), already on
+        the device."""
         raise NotImplementedError(f"{type(self).__name__} implements hidden_states instead")
 
     def hidden_states(self, sequences: list[str], layers: list[int]) -> list[torch.Tensor]:
         """The given layers for a batch of prepared sequences: (batch, tokens, dimension) each,
         sequences right-padded, the attention mask applied so padding changes nothing."""
-        return self.forward(self.to_device(self.encode(sequences)), layers)
+        return self.forward(self.to_device(self.tokenize(sequences)), layers)
 
     def to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # Pinned host memory lets the copy run while the device still computes.
-        return {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()}
+        """Host tensors to the device. On a GPU they go through pinned memory, so the copy
+        is queued behind the running kernels instead of waiting for them."""
+        if self.device.type != "cuda":
+            return inputs
+        return {
+            key: value.pin_memory().to(self.device, non_blocking=True)
+            if torch.is_tensor(value)
+            else value
+            for key, value in inputs.items()
+        }
 
     @torch.inference_mode()
     def residue_embeddings(
-        self,
-        sequences: list[str],
-        layers: list[int] | None = None,
-        inputs: dict[str, torch.Tensor] | None = None,
+        self, sequences: list[str], layers: list[int] | None = None
     ) -> list[torch.Tensor]:
         """One float32 (length, dimension) tensor per sequence, on the adapter's device,
-        residues only: the average of the given layers (default: the last). `inputs`:
-        encode(sequences), already on the device."""
+        residues only: the average of the given layers (default: the last)."""
         layers = [self.num_layers] if layers is None else layers
-        hidden = (
-            self.hidden_states(sequences, layers)
-            if inputs is None
-            else self.forward(inputs, layers)
-        )
-        states = sum(s.float() for s in hidden) / len(layers)
+        states = sum(s.float() for s in self.hidden_states(sequences, layers)) / len(layers)
         start = self.first_residue
         return [states[i, start : start + len(s)] for i, s in enumerate(sequences)]
 
@@ -188,16 +223,31 @@ def cast_keeping_rotary_float32(model: torch.nn.Module, dtype: torch.dtype) -> N
 
 class TransformersAdapter(Adapter):
     """A transformers encoder whose hidden_states follow our layer numbering (ESM-2, ESM-C,
-    ProtT5), with a tokenizer that pads a batch (ProtT5 brings its own encode)."""
-
-    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
-        # Always pass the mask: these models do not infer padding from the ids, so without
-        # it padding would leak into every shorter sequence's vectors.
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    ProtT5). Subclasses set residue_ids, prefix_ids, suffix_ids and pad_id."""
 
     def forward(self, inputs: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:
+        # Padded inputs always carry the attention mask: these models do not infer padding
+        # from the ids, so without it padding would leak into every shorter sequence.
         output = self.model(**inputs, output_hidden_states=layers != [self.num_layers])
         if layers == [self.num_layers]:
             return [output.last_hidden_state]
         return [output.hidden_states[i] for i in layers]
+
+
+def residue_table(ids_by_residue: dict[str, int]) -> np.ndarray:
+    """A byte-indexed lookup table from {residue letter: token id}, -1 elsewhere."""
+    table = np.full(256, -1, dtype=np.int64)
+    for residue, token in ids_by_residue.items():
+        table[ord(residue)] = token
+    return table
+
+
+def tokenizer_table(tokenizer, alphabet: frozenset[str]) -> np.ndarray:
+    """The residue table of a transformers tokenizer that reads one token per residue."""
+    ids = {}
+    for residue in sorted(alphabet):
+        tokens = tokenizer(residue, add_special_tokens=False)["input_ids"]
+        if len(tokens) != 1 or tokens[0] == tokenizer.unk_token_id:
+            raise RuntimeError(f"the tokenizer does not read residue {residue!r} as one token")
+        ids[residue] = tokens[0]
+    return residue_table(ids)

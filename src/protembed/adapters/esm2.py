@@ -3,18 +3,22 @@
 import torch
 from transformers import AutoTokenizer, EsmModel
 
-from .base import TransformersAdapter
+from .base import TransformersAdapter, tokenizer_table
 
 
 class Esm2Adapter(TransformersAdapter):
     family = "esm2"
     implementation = "transformers"
     final_norm = "the final layer norm (emb_layer_norm_after)"
+    packs = True
 
     def __init__(self, name: str, device: torch.device):
         self.name = name
         self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        self.residue_ids = tokenizer_table(tokenizer, self.alphabet)
+        self.prefix_ids, self.suffix_ids = (tokenizer.cls_token_id,), (tokenizer.eos_token_id,)
+        self.pad_id = tokenizer.pad_token_id
         # The pooling head is a randomly initialised tanh layer on <cls>: never load or use it.
         self.model = EsmModel.from_pretrained(name, add_pooling_layer=False, dtype=torch.float32)
         self.model.to(device).eval()

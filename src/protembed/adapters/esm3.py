@@ -90,7 +90,7 @@ class Esm3Adapter(Adapter):
             )
         super().use_precision(requested if on_gpu or requested != "auto" else "float32")
 
-    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
+    def tokenize(self, sequences: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(sequences, padding=True, return_tensors="pt")
         return {"input_ids": batch["input_ids"]}
 

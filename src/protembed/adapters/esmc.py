@@ -16,7 +16,7 @@ except ImportError:
 
     IMPLEMENTATION = "esm"
 
-from .base import TransformersAdapter
+from .base import TransformersAdapter, tokenizer_table
 
 # The esm package's short names for the published checkpoints.
 HUB_NAMES = {
@@ -30,13 +30,17 @@ class EsmcAdapter(TransformersAdapter):
     family = "esmc"
     final_norm = "the final layer norm (norm)"
     half_precision = torch.bfloat16
+    packs = True
 
     def __init__(self, name: str, device: torch.device):
         self.name = name
         self.device = device
         self.implementation = IMPLEMENTATION
         # The vocabulary is fixed by the architecture (ESM-2's ids 0-32, '|' a chain break).
-        self.tokenizer = EsmcTokenizer()
+        tokenizer = EsmcTokenizer()
+        self.residue_ids = tokenizer_table(tokenizer, self.alphabet)
+        self.prefix_ids, self.suffix_ids = (tokenizer.cls_token_id,), (tokenizer.eos_token_id,)
+        self.pad_id = tokenizer.pad_token_id
         # The esm package picks its kernels by the device the model is built on.
         placement = {"device": device} if IMPLEMENTATION == "esm" else {}
         self.model = EsmcModel.from_pretrained(

@@ -6,12 +6,13 @@ closes every sequence with </s>; there is no leading token.
 
 import re
 
+import numpy as np
 import sentencepiece
 import torch
 from transformers import T5EncoderModel
 from transformers.utils import cached_file
 
-from .base import TransformersAdapter
+from .base import TransformersAdapter, residue_table
 
 # ProtT5 was trained with the rare residues U, Z, O and B replaced by X.
 _RARE_RESIDUES = re.compile(r"[UZOB]")
@@ -30,13 +31,12 @@ class ProtT5Adapter(TransformersAdapter):
     def __init__(self, name: str, device: torch.device):
         self.name = name
         self.device = device
-        self.pieces = sentencepiece.SentencePieceProcessor(
-            model_file=cached_file(name, "spiece.model")
-        )
+        pieces = sentencepiece.SentencePieceProcessor(model_file=cached_file(name, "spiece.model"))
         self.model = T5EncoderModel.from_pretrained(name, dtype=torch.float32)
         self.model.to(device).eval()
         config = self.model.config
-        self.pad, self.eos = config.pad_token_id, config.eos_token_id
+        self.residue_ids = residue_ids(pieces, self.alphabet)
+        self.suffix_ids, self.pad_id = (config.eos_token_id,), config.pad_token_id
         self.dimension = config.d_model
         self.num_layers = config.num_layers
         # ProtT5 was pre-trained on 512 tokens: 511 residues plus </s>.
@@ -45,12 +45,11 @@ class ProtT5Adapter(TransformersAdapter):
     def prepare(self, sequence: str) -> str:
         return _RARE_RESIDUES.sub("X", super().prepare(sequence))
 
-    def encode(self, sequences: list[str]) -> dict[str, torch.Tensor]:
-        ids = [self.pieces.encode(" ".join(sequence)) + [self.eos] for sequence in sequences]
-        for sequence, tokens in zip(sequences, ids, strict=True):
-            if len(tokens) != len(sequence) + 1:
-                raise RuntimeError(f"{self.name}'s tokenizer does not read one token per residue")
-        width = max(map(len, ids))
-        input_ids = torch.tensor([t + [self.pad] * (width - len(t)) for t in ids])
-        mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in ids])
-        return {"input_ids": input_ids, "attention_mask": mask}
+
+def residue_ids(pieces: sentencepiece.SentencePieceProcessor, alphabet: frozenset) -> np.ndarray:
+    """The encoder reads residues as space-separated words, one SentencePiece token each."""
+    letters = sorted(alphabet)
+    tokens = pieces.encode(" ".join(letters))
+    if len(tokens) != len(letters):
+        raise RuntimeError("the ProtT5 tokenizer does not read one token per residue")
+    return residue_table(dict(zip(letters, tokens, strict=True)))
