@@ -101,6 +101,7 @@ PROVENANCE = {
     "pooling": "mean over residues",
     "dimension": 3,
     "precision": "float32",
+    "batching": "padded",
     "pipeline": "protembed test",
 }
 
@@ -206,7 +207,12 @@ def test_a_property_never_mixes_vectors_from_different_spaces(database, key):
     vectors = np.ones((1, 3), dtype=np.float32)
     proteins.write_vectors([batch(["A"], vectors, ["s"])], PROVENANCE)
     # Precision, path and pipeline version may change within one space.
-    same_space = {"precision": "bfloat16", "model": "/elsewhere/m", "pipeline": "protembed 9"}
+    same_space = {
+        "precision": "bfloat16",
+        "batching": "packed (varlen_attn)",
+        "model": "/elsewhere/m",
+        "pipeline": "protembed 9",
+    }
     proteins.check_same_space(PROVENANCE | same_space)
     other = PROVENANCE | {key: 4 if key == "dimension" else "other"}
     with pytest.raises(UserError, match=rf"Protein.embedding_m .*e\.g\. A: {key} "):

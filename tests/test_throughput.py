@@ -156,6 +156,7 @@ def test_embed_and_merge_record_throughput(tiny_esm2, tmp_path):
         assert speed["residues"] == sum(map(len, chunk)) and speed["seconds"] > 0
         assert speed["residues_per_s"] == pytest.approx(speed["residues"] / speed["seconds"], 1e-2)
         assert speed["device"] == "cpu" and speed["precision"] == auto_on_cpu
+        assert speed["batching"] == "padded"  # varlen attention needs CUDA
         # A CPU embeds one sequence per forward, whatever the configured budget.
         assert speed["tokens_per_batch"] == 1
 

@@ -42,6 +42,7 @@ RUN_PROVENANCE = (
     "pooling",
     "dimension",
     "precision",
+    "batching",
     "created",
     "pipeline",
 )

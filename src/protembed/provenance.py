@@ -56,6 +56,7 @@ def embedding_metadata(config: dict, adapter, kind, *, per_residue: bool = False
         "dimension": adapter.dimension,
         "precision": adapter.precision,
         "attention": adapter.attention,
+        "batching": adapter.batching,
         "max_residues": model["max_residues"] or adapter.max_residues,
         "long_sequences": model["long_sequences"],
         "chunk_overlap": model["chunk_overlap"],
@@ -130,10 +131,15 @@ def run_record(
             key: embedded.get(key)
             for key in ("embedding", "pooling", "dimension", "layers", "normalized")
         },
-        "compute": {key: embedded.get(key) for key in ("device", "precision", "attention")}
+        "compute": {
+            key: embedded.get(key) for key in ("device", "precision", "attention", "batching")
+        }
         | {
             "shards": [
-                {key: m["throughput"][key] for key in ("shard", "device", "precision")}
+                {
+                    key: m["throughput"].get(key)
+                    for key in ("shard", "device", "precision", "batching")
+                }
                 for m in shard_metadata
                 if "throughput" in m
             ]
@@ -167,6 +173,8 @@ def graph_provenance(metadata: dict) -> dict:
         "pooling": metadata["pooling"],
         "dimension": metadata["dimension"],
         "precision": metadata["precision"],
+        # Packed and padded batches give the same vectors up to rounding (tests/test_packing.py)
+        "batching": metadata.get("batching", "padded"),
         "created": datetime.datetime.fromisoformat(created),
         "pipeline": f"protembed {metadata.get('versions', {}).get('protembed', __version__)}",
     }

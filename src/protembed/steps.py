@@ -203,6 +203,7 @@ def _throughput(shard_path: str, done: list, seconds: float, adapter, budget: in
         "residues_per_s": round(residues / seconds, 1) if seconds else None,
         "device": str(adapter.device),
         "precision": adapter.precision,
+        "batching": adapter.batching,
         "tokens_per_batch": budget,
     }
 
