@@ -81,3 +81,14 @@ def test_flops_per_token_match_published_figures(name, config, gflop_per_token):
         )
     flops = embed_gpu.flops_per_sequence(model, embed_gpu.MODELS[name], 400) / 400
     assert flops / 1e9 == pytest.approx(gflop_per_token, rel=0.05)
+
+
+def test_host_benchmark_runs_both_engines_on_the_same_proteins():
+    command = [sys.executable, str(REPO / "bench" / "embed_host.py")]
+    command += ["--fasta", str(DATA / "synechocystis_every7th.fasta"), "--limit", "60"]
+    command += ["--rounds", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for path in ("baseline (c2655e2), padded", "ours, padded", "ours, packed"):
+        assert path in done.stdout
+    assert "host tokens/s on one thread" in done.stdout
