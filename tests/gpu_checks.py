@@ -1,7 +1,8 @@
 """Checks that need an NVIDIA GPU: run by bench/gpu_check.sh (`pytest tests/gpu_checks.py`).
 
 The file name keeps it out of the default test run (pytest collects test_*.py); named on
-the command line it runs, and without CUDA every check fails saying so.
+the command line it runs, and without CUDA every check fails saying so. They need no Neo4j,
+no Java and no snakemake: a bare GPU machine runs them (bench/gpu_check.sh).
 """
 
 import logging
@@ -10,11 +11,15 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
-from workflow_runner import read_json, run_workflow, write_config
 
-from protembed import Embedder, graph
+from protembed import Embedder, parquet_io, steps
+from protembed.adapters import load_adapter
+from protembed.config import load_config
+from protembed.embedding import embed_sequences
+from protembed.gpu_lease import lease_gpu
 from protembed.testing.random_models import (
     cached_random_esm2,
     save_random_esmc,
@@ -101,16 +106,38 @@ def test_the_lease_points_cuda_at_one_gpu(tmp_path):
     assert (tmp_path / f"gpu-{out[0]}.lock").exists()
 
 
-def test_workflow_two_shards_on_the_gpu(tmp_path, tiny_esm2, database, synechocystis):
-    proteins = synechocystis[:200]
-    graph.ProteinGraph(database).add_proteins(proteins)
-    write_config(tmp_path, shards=2, model={"name": str(tiny_esm2), "device": "cuda"})
-    done = run_workflow(tmp_path, "--resources", "gpu=1")
-    assert done.returncode == 0, done.stderr[-4000:]
-    summary = read_json(tmp_path / "results" / "embedding_tiny_esm2" / "summary.json")
-    assert summary["shards"] == 2
-    records, _, _ = database.execute_query(
-        "MATCH (p:Protein) WHERE p.embedding_tiny_esm2 IS NOT NULL "
-        "RETURN p.embedding_tiny_esm2_precision AS precision, count(*) AS n"
-    )
-    assert [(r["precision"], r["n"]) for r in records] == [("float16", len(proteins))]
+@pytest.mark.parametrize("family", ["esm2", "esmc"])
+def test_packed_varlen_rows_equal_padded_batches(family, model_dirs, synechocystis):
+    sequences = [p["sequence"][:1022] for p in synechocystis[:120]]
+    packed = load_adapter(str(model_dirs[family]), family, "cuda", "auto")
+    assert packed.batching == "packed (varlen_attn)"
+    padded = load_adapter(str(model_dirs[family]), family, "cuda", "auto")
+    padded.model.config._attn_implementation = "sdpa"
+    padded.batching = "padded"
+    prepared = [packed.prepare(s) for s in sequences]
+    a = embed_sequences(packed, prepared, tokens_per_batch=8192, max_residues=300, overlap=50)
+    b = embed_sequences(padded, prepared, tokens_per_batch=8192, max_residues=300, overlap=50)
+    got = np.stack([r.vector for r in a])
+    expected = np.stack([r.vector for r in b])
+    assert cosines(got, expected).min() >= 0.9999
+
+
+def test_one_embed_job_on_an_exported_shard(tmp_path, tiny_esm2, synechocystis):
+    proteins = {p["accession_id"]: p["sequence"] for p in synechocystis[:200]}
+    shard = tmp_path / "shard-0.parquet"
+    rows = {
+        "sequence_sha256": [f"sha-{i}" for i in proteins],
+        "sequence": list(proteins.values()),
+        "ids": [[i] for i in proteins],
+    }
+    parquet_io.write_table(pa.table(rows, schema=parquet_io.SHARD_SCHEMA), shard)
+    config = load_config({"model": {"name": str(tiny_esm2), "device": "cuda"}})
+    out = [tmp_path / name for name in ("embedded.parquet", "rejects.parquet")]
+    with lease_gpu("cuda", lock_dir=tmp_path / "locks") as lease:
+        summary = steps.embed(config, shard, *out)
+    assert lease.device is not None
+    assert summary["embedded"] + summary["rejected_proteins"] == len(proteins)
+    metadata = parquet_io.read_metadata(out[0])
+    assert metadata["precision"] == "float16"
+    assert metadata["batching"] == "packed (varlen_attn)"
+    assert metadata["throughput"]["tokens_per_batch"] >= 1024  # sized to the device
