@@ -189,3 +189,40 @@ def test_device_budget_follows_free_memory_and_model_width():
     )
     assert every_layer < small
     assert device_token_budget(10**6, 1280, 5120, 2) == 1024  # the floor
+
+
+def test_bucketed_rows_add_one_sequence_of_padding():
+    ids = np.arange(100, 110)
+    sources, lengths = np.array([0, 5]), np.array([4, 3])
+    row = layout.packed(ids, sources, lengths, prefix=(0,), suffix=(2,), pad=1, bucket=16)
+    assert row.inputs["input_ids"].tolist() == [
+        [0, 100, 101, 102, 103, 2, 0, 105, 106, 107, 2, 1, 1, 1, 1, 1]
+    ]
+    assert row.inputs["cu_seq_lens_q"].tolist() == [0, 6, 11, 16]
+    assert row.inputs["position_ids"].tolist()[0][11:] == [0, 1, 2, 3, 4]
+    assert row.inputs["max_length_q"] == 128 and row.tokens == 16
+    assert row.positions.tolist() == [1, 2, 3, 4, 7, 8, 9]
+
+
+def test_bucketed_packed_rows_give_the_same_vectors(tiny_esm2, proteins):
+    kind = EmbeddingKind("last")
+    settings = {"max_residues": 200, "overlap": 50, "tokens_per_batch": 3000}
+    _, packed = _embed_both_ways(tiny_esm2, "esm2", proteins, kind, **settings)
+    adapter = load_adapter(str(tiny_esm2), "esm2", "cpu", "float32")
+    use_packing(adapter, reference=True)
+    adapter.compiled = True  # what makes the engine bucket rows; the model stays as it is
+    bucketed = embed_sequences(adapter, proteins, kind=kind, **settings)
+    for a, b in zip(packed, bucketed, strict=True):
+        assert cosine(a.vector, b.vector) >= 0.99999
+
+
+def test_compiled_model_gives_the_same_vectors(tiny_esm2, proteins):
+    from protembed import Embedder
+
+    settings = {"device": "cpu", "precision": "float32", "progress": False}
+    sequences = proteins[:6]
+    eager = Embedder(str(tiny_esm2), compile=False, **settings)
+    compiled = Embedder(str(tiny_esm2), compile=True, **settings)
+    assert compiled.adapter.compiled and not eager.adapter.compiled
+    assert not Embedder(str(tiny_esm2), **settings).adapter.compiled  # auto: off
+    np.testing.assert_allclose(compiled.encode(sequences), eager.encode(sequences), atol=1e-5)

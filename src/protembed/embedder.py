@@ -29,8 +29,8 @@ from .sequences import sequence_sha256
 LONG_SEQUENCE_POLICIES = ("chunk", "truncate", "reject")
 ERROR_MODES = ("raise", "nan", "skip")
 
-# Loaded models of this process: (name, family, device, precision) -> adapter.
-_ADAPTERS: dict[tuple[str, str, str, str], Adapter] = {}
+# Loaded models of this process: (name, family, device, precision, compile) -> adapter.
+_ADAPTERS: dict[tuple, Adapter] = {}
 
 # PyEED's EmbeddingProcessor kinds (src/pyeed/embeddings/processor.py) and what gives the
 # same representation here: Embedder arguments, and whether PyEED returns one matrix per
@@ -49,11 +49,13 @@ PYEED_EMBEDDING_TYPES = {
 }
 
 
-def cached_adapter(name: str, family: str, device: str, precision: str) -> Adapter:
+def cached_adapter(
+    name: str, family: str, device: str, precision: str, compile: bool | str = "auto"
+) -> Adapter:
     """The model loaded once per process for these settings."""
-    key = (name, family, str(resolve_device(device)), precision)
+    key = (name, family, str(resolve_device(device)), precision, compile)
     if key not in _ADAPTERS:
-        _ADAPTERS[key] = load_adapter(name, family, device, precision)
+        _ADAPTERS[key] = load_adapter(name, family, device, precision, compile)
     return _ADAPTERS[key]
 
 
@@ -110,7 +112,8 @@ class Embedder:
     `long_sequences`: chunk, truncate or reject beyond `max_residues` (default: the model's
     trained length); `precision`: auto, float32, bfloat16 or float16 (auto: the family's
     half precision on a GPU, bfloat16 on a CPU that runs it natively, float32 elsewhere);
-    `tokens_per_batch`: auto or a number;
+    `tokens_per_batch`: auto (on a GPU: sized to its free memory) or a number;
+    `compile`: torch.compile the model (auto: off until a benchmark shows a gain);
     `devices`: "all" or a list of devices to spread each call over, one worker process each;
     `progress`: a bar (tqdm.auto: a widget in Jupyter) unless False.
     """
@@ -129,6 +132,7 @@ class Embedder:
         chunk_overlap: int = 256,
         precision: str = "auto",
         tokens_per_batch: int | str = "auto",
+        compile: bool | str = "auto",
         progress: bool = True,
     ):
         if long_sequences not in LONG_SEQUENCE_POLICIES:
@@ -152,6 +156,7 @@ class Embedder:
         self.max_residues = max_residues
         self.chunk_overlap = chunk_overlap
         self._precision = precision
+        self._compile = compile
         self.tokens_per_batch = tokens_per_batch
         self.progress = progress
         self.last_rejects: dict[int, str] = {}  # encode's rejected inputs: index -> reason
@@ -170,6 +175,7 @@ class Embedder:
             "chunk_overlap": model["chunk_overlap"],
             "precision": model["precision"],
             "tokens_per_batch": model["tokens_per_batch"],
+            "compile": model["compile"],
         }
         return cls(model["name"], **(settings | overrides))
 
@@ -191,7 +197,7 @@ class Embedder:
     def adapter(self) -> Adapter:
         """The model in this process (loaded on first use, then shared by every Embedder
         with the same model, family, device and precision)."""
-        return cached_adapter(self.model, self.family, self._device, self._precision)
+        return cached_adapter(self.model, self.family, self._device, self._precision, self._compile)
 
     @property
     def dimension(self) -> int:
@@ -275,7 +281,7 @@ class Embedder:
         """Each worker gets every n-th sequence by length, so all get similar work."""
         order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i]))
         parts = [order[w :: len(self.devices)] for w in range(len(self.devices))]
-        model = (self.model, self.family, self._precision)
+        model = (self.model, self.family, self._precision, self._compile)
         workers = self._start_workers()
         futures = [
             worker.submit(_embed_in_worker, model, device, [prepared[i] for i in part], settings)
@@ -419,6 +425,7 @@ def _start_worker(device: str, threads: int) -> None:
 
 
 def _embed_in_worker(model: tuple, device: str, prepared: list[str], settings: dict) -> list:
-    name, family, precision = model
+    name, family, precision, compile = model
     local = "cuda" if device.startswith("cuda") else device
-    return embed_sequences(cached_adapter(name, family, local, precision), prepared, **settings)
+    adapter = cached_adapter(name, family, local, precision, compile)
+    return embed_sequences(adapter, prepared, **settings)

@@ -31,6 +31,9 @@ from .sequences import windows
 
 log = logging.getLogger(__name__)
 
+# Packed rows of a compiled model are filled up to a multiple of this many tokens.
+PACKED_BUCKET = 2048
+
 
 @dataclass(frozen=True)
 class EmbeddingKind:
@@ -375,7 +378,10 @@ class PieceRunner:
         sources, lengths = self.sources[group], self.piece_lengths(group)
         prefix, suffix = adapter.prefix_ids, adapter.suffix_ids
         if self.packed:
-            batch = layout.packed(self.ids, sources, lengths, prefix, suffix)
+            bucket = PACKED_BUCKET if adapter.compiled else None
+            batch = layout.packed(
+                self.ids, sources, lengths, prefix, suffix, adapter.pad_id, bucket
+            )
         else:
             batch = layout.padded(self.ids, sources, lengths, prefix, suffix, adapter.pad_id)
         inputs = {

@@ -64,19 +64,29 @@ def packed(
     lengths: np.ndarray,
     prefix: tuple[int, ...],
     suffix: tuple[int, ...],
+    pad: int = 0,
+    bucket: int | None = None,
 ) -> Layout:
+    """With `bucket`, the row is filled up to a multiple of it by one more sequence of
+    padding (attending only to itself, never pooled), and the longest length is rounded up
+    to a multiple of 128: a compiled model then sees few distinct shapes."""
     before = len(prefix)
     tokens = lengths + before + len(suffix)
     starts = np.cumsum(tokens) - tokens
-    total = int(tokens.sum())
+    used = int(tokens.sum())
+    total = -(-used // bucket) * bucket if bucket else used
     piece, within = residue_sources(sources, lengths)
     positions = starts[piece] + before + within
-    input_ids = np.empty(total, dtype=np.int64)
+    input_ids = np.full(total, pad, dtype=np.int64)
     input_ids[positions] = ids[sources[piece] + within]
     _place_specials(input_ids, starts, lengths, prefix, suffix)
+    if total > used:
+        starts, tokens = np.append(starts, used), np.append(tokens, total - used)
     position_ids = np.arange(total) - np.repeat(starts, tokens)
     cu_seq_lens = np.append(starts, total).astype(np.int32)
     longest = int(tokens.max())
+    if bucket:
+        longest = -(-longest // 128) * 128
     inputs = {
         "input_ids": input_ids[None],
         "position_ids": position_ids[None],

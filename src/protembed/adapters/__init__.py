@@ -142,7 +142,11 @@ def resolve_device(device: str):
 
 
 def load_adapter(
-    name: str, family: str = "auto", device: str = "auto", precision: str = "float32"
+    name: str,
+    family: str = "auto",
+    device: str = "auto",
+    precision: str = "float32",
+    compile: bool | str = False,
 ) -> "Adapter":
     """The model as its files hold it (float32 unless `precision` says otherwise: `auto`, the
     user's default in Embedder and the config, is asked for explicitly)."""
@@ -170,4 +174,5 @@ def load_adapter(
         from .packing import use_packing
 
         use_packing(adapter)
+    adapter.use_compile(compile)
     return adapter

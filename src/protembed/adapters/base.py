@@ -67,6 +67,8 @@ class Adapter(ABC):
     packs: ClassVar[bool] = False
     # How batches ran: "padded", or "packed (<attention>)" once use_packing switched it on.
     batching: str = "padded"
+    # Whether the model runs through torch.compile (use_compile).
+    compiled: bool = False
 
     def prepare(self, sequence: str) -> str:
         """The sequence as this family reads it; raises RejectedSequence with the reason."""
@@ -170,6 +172,23 @@ class Adapter(ABC):
         log.info(
             "%s on %s in %s, attention %s", self.name, self.device, self.precision, self.attention
         )
+
+    def use_compile(self, requested: bool | str = "auto") -> None:
+        """Run the model through torch.compile (fused kernels) if asked for. `auto` leaves it
+        off: no measurement has yet shown a gain over a typical shard once the compilation
+        time is counted (BENCHMARKS.md), and a CPU gains nothing from it. Shapes are compiled
+        dynamic and packed rows come in length buckets (embedding.py), so a shard triggers
+        only a few compilations. Rotary angles stay float32 inside the compiled code: the
+        frequencies are float32 buffers (use_precision) and transformers computes in float32.
+        """
+        if requested not in (True, False, "auto"):
+            raise UserError(f"model.compile {requested!r} is not one of auto, true, false")
+        model = getattr(self, "model", None)
+        if requested is not True or model is None:
+            return
+        model.compile(dynamic=True)
+        self.compiled = True
+        log.info("%s: compiled with torch.compile", self.name)
 
     def describe_layer(self, layer: int) -> str:
         if layer == 0:
