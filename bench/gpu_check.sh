@@ -7,7 +7,8 @@
 #      forced with torch.cuda.set_per_process_memory_fraction, the GPU lease, and one embed
 #      job (steps.embed under lease_gpu) on an exported shard;
 #   2. bench/embed_gpu.py per model: ours against the plain transformers loop at its best
-#      budget and the seed's path, with the device's measured matrix rate.
+#      budget and the seed's path, with the device's measured matrix rate; then ESM-2 650M
+#      with model.compile: true, compilation included, to decide what `auto` should do.
 #
 # Python: the checkout's .venv where it has a CUDA torch, else the machine's python3 (PYTHON
 # overrides). The packages the machine lacks come from wheels carried in $WHEELS (default
@@ -58,8 +59,14 @@ timeout 180 "$PYTHON" -m pytest tests/gpu_checks.py -q -p no:cacheprovider \
   --junitxml="$OUT/gpu_checks.xml" 2>&1 | tee "$OUT/gpu_checks.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-timeout 270 "$PYTHON" bench/embed_gpu.py --models "$MODELS" --fasta "$FASTA" --limit 1500 \
+timeout 240 "$PYTHON" bench/embed_gpu.py --models "$MODELS" --fasta "$FASTA" --limit 1500 \
   --seed-proteins 150 --peak-tflops "$PEAK_TFLOPS" 2>&1 | tee "$OUT/embed_gpu.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+# Whether model.compile pays over a shard of 1,000 proteins, compilation included.
+timeout 120 "$PYTHON" bench/embed_gpu.py --models esm2_650m --fasta "$FASTA" --limit 1000 \
+  --seed-proteins 20 --plain-budgets 65536 --compile --peak-tflops "$PEAK_TFLOPS" 2>&1 \
+  | tee "$OUT/embed_gpu_compile.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "gpu_check: $([ $status -eq 0 ] && echo passed || echo FAILED); logs in $OUT/"
