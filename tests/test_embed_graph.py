@@ -4,7 +4,7 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from workflow_runner import run_workflow, write_config
+from workflow_runner import read_json, run_workflow, write_config
 
 import protembed
 from protembed import graph
@@ -75,17 +75,78 @@ def test_embed_graph_leaves_the_graph_as_the_workflow_does(
     in_process_table = pq.read_table(in_process / "embeddings.parquet", columns=columns)
     assert in_process_table.sort_by("id").equals(workflow_table.sort_by("id"))
 
-    ids, matrix, metadata = protembed.read_embeddings(in_process)
+    ids, matrix, metadata, table = protembed.read_embeddings(config)
     assert matrix.shape == (61, 32) and matrix.dtype == np.float32
-    assert set(ids) == set(by_snakemake[0]) - {"BAD_CHARACTERS"}
-    stored = by_snakemake[0][ids[5]][PROPERTY]
-    np.testing.assert_array_equal(matrix[5], np.float32(stored))
-    assert metadata["pooling"] == by_snakemake[0][ids[5]][f"{PROPERTY}_pooling"]
-    assert metadata["model_revision"] == by_snakemake[0][ids[5]][f"{PROPERTY}_model_revision"]
+    assert sorted(ids) == ids and set(ids) == set(by_snakemake[0]) - {"BAD_CHARACTERS"}
+    stored = by_snakemake[0][ids[5]]
+    np.testing.assert_array_equal(matrix[5], np.float32(stored[PROPERTY]))
+    assert metadata["pooling"] == stored[f"{PROPERTY}_pooling"]
+    assert metadata["model_revision"] == stored[f"{PROPERTY}_model_revision"]
+    assert table.loc[5, "sequence_sha256"] == stored[f"{PROPERTY}_sequence_sha256"]
+    assert table.loc[5, "precision"] == stored[f"{PROPERTY}_precision"]
 
     again = protembed.embed_graph(config, progress=False)
     assert again["exported"] == 0 and again["load"]["written"] == 0
     assert graph_state(database) == by_snakemake
-    with pytest.raises(UserError, match="does not exist; run embed_graph"):
-        protembed.read_embeddings(tmp_path / "nowhere")
     assert load_config(config)["results"] == str(tmp_path / "in_process")
+
+
+def test_every_output_describes_the_graph_after_incremental_and_empty_runs(
+    tmp_path, tiny_esm2, database, synechocystis
+):
+    seed(database, synechocystis)
+    config = {"results": str(tmp_path), "shards": 2, "model": {"name": str(tiny_esm2)}}
+    first = protembed.embed_graph(config, progress=False)
+    assert first["embedded"] == 61 and first["graph"]["vectors"] == 61
+    graph.ProteinGraph(database).add_proteins([{"accession_id": "NEW", "sequence": "MKTAYIAKQR"}])
+    second = protembed.embed_graph(config, progress=False)  # only the new protein
+    third = protembed.embed_graph(config, progress=False)  # nothing to do
+    assert (second["embedded"], third["embedded"], third["exported"]) == (1, 0, 0)
+
+    ids, matrix, _, table = protembed.read_embeddings(config)
+    assert matrix.shape == (62, 32) and "NEW" in ids and len(table) == 62
+    # The same, a page at a time.
+    pages = list(protembed.iter_embeddings(config, batch_size=25))
+    assert [len(page.ids) for page in pages] == [25, 25, 12]
+    np.testing.assert_array_equal(np.concatenate([p.matrix for p in pages]), matrix)
+
+    # The run directory's graph/ files hold the whole property, this run's share beside it.
+    held = read_json(tmp_path / PROPERTY / "graph" / "summary.json")
+    assert (held["vectors"], held["rejected"], held["proteins_with_sequence"]) == (62, 1, 63)
+    assert held["this_run"] == {"exported": 0, "embedded": 0, "rejected": 0, "up_to_date": 63}
+    assert held["space"]["dimension"] == 32
+    assert held["precision"] == table["precision"].value_counts().to_dict()
+    assert sum(held["precision"].values()) == 62
+    snapshot = pq.read_table(tmp_path / PROPERTY / "graph" / "vectors.parquet")
+    assert snapshot.num_rows == 62 and sorted(snapshot["id"].to_pylist()) == sorted(ids)
+    rejects = pq.read_table(tmp_path / PROPERTY / "graph" / "rejects.parquet").to_pylist()
+    assert [(r["id"], r["reason"][:27]) for r in rejects] == [
+        ("BAD_CHARACTERS", "characters the model cannot")
+    ]
+
+
+def test_pyeed_style_calls_by_id_and_by_vector(tmp_path, tiny_esm2, database, synechocystis):
+    seed(database, synechocystis)
+    config = {"results": str(tmp_path), "shards": 1, "model": {"name": str(tiny_esm2)}}
+    protembed.embed_graph(config, progress=False)
+    ids, matrix, _, _ = protembed.read_embeddings(config)
+    with protembed.open_graph(config) as proteins:
+        first = ids.index(synechocystis[3]["accession_id"])
+        np.testing.assert_array_equal(proteins.vector(ids[first]), matrix[first])
+        by_id = proteins.nearest_neighbours(ids[first], k=5)
+        by_vector = proteins.nearest_to(matrix[first], k=6)
+        # The query itself comes first by vector; by id it is left out.
+        # Scores are (1 + cosine) / 2 of the quantised index: the query itself about 1.
+        assert by_vector[0][0] == ids[first] and by_vector[0][1] == pytest.approx(1.0, abs=1e-3)
+        assert [i for i, _ in by_vector[1:]] == [i for i, _ in by_id]
+        exact = (
+            matrix @ matrix[first] / np.linalg.norm(matrix, axis=1) / np.linalg.norm(matrix[first])
+        )
+        exact_ten = {ids[i] for i in np.argsort(-exact)[1:11]}
+        assert len({i for i, _ in by_id} & exact_ten) >= 4
+        with pytest.raises(UserError, match=r"rejected it \(characters the model cannot"):
+            proteins.vector("BAD_CHARACTERS")
+        with pytest.raises(UserError, match="no Protein 'NOPE' in the graph"):
+            proteins.vector("NOPE")
+        with pytest.raises(UserError, match="the query vector has 3 values; .* holds 32"):
+            proteins.nearest_to([1.0, 2.0, 3.0])

@@ -2,6 +2,7 @@
 
     from protembed import Embedder                      # sequences -> vectors
     from protembed import embed_graph, read_embeddings  # the whole workflow, in process
+    from protembed import open_graph                    # one vector, neighbours, by id
 
 Imported lazily: the Snakefile and the graph steps import this package without torch.
 """
@@ -12,9 +13,18 @@ _LAZY = {
     "Embedder": ("protembed.embedder", "Embedder"),
     "embed_graph": ("protembed.run", "embed_graph"),
     "read_embeddings": ("protembed.run", "read_embeddings"),
+    "iter_embeddings": ("protembed.run", "iter_embeddings"),
+    "open_graph": ("protembed.run", "open_graph"),
 }
 
-__all__ = ["Embedder", "__version__", "embed_graph", "read_embeddings"]
+__all__ = [
+    "Embedder",
+    "__version__",
+    "embed_graph",
+    "iter_embeddings",
+    "open_graph",
+    "read_embeddings",
+]
 
 
 def __getattr__(name: str):

@@ -164,6 +164,23 @@ class ExportRow:
     node: str  # elementId: tells apart nodes that share an id
 
 
+# What read-back returns of each stored vector besides the vector itself.
+STORED_COLUMNS = (
+    "id",
+    "sequence_sha256",
+    "long_sequence_handling",
+    "model",
+    "model_revision",
+    "embedding",
+    "pooling",
+    "dimension",
+    "precision",
+    "batching",
+    "created",
+    "pipeline",
+)
+
+
 @dataclass(frozen=True)
 class VectorBatch:
     """Vectors for one write transaction, column by column."""
@@ -288,13 +305,18 @@ QUERIES = {
     "create_id_index": "CREATE INDEX {index} IF NOT EXISTS FOR (p:{label}) ON (p.{id})",
     "await_index": "CALL db.awaitIndex($name, $timeout)",
     # Keyset pages in id order, served by the id's range index with the limit pushed down.
-    "export_page": "MATCH (p:{label}) WHERE p.{id} > $after AND p.{sequence} IS NOT NULL "
+    "keyset_page": "MATCH (p:{label}) WHERE p.{id} > $after AND {where} "
     "WITH p ORDER BY p.{id} LIMIT $limit RETURN collect({row}) AS page",
     # All nodes holding one id: a run of equal ids may straddle a page's end.
-    "export_id": "MATCH (p:{label}) WHERE p.{id} = $id AND p.{sequence} IS NOT NULL "
-    "RETURN collect({row}) AS page",
+    "keyset_id": "MATCH (p:{label}) WHERE p.{id} = $id AND {where} RETURN collect({row}) AS page",
     "export_row": "[p.{id}, p.{sequence}, p.{vector}_sequence_sha256, "
     "p.{vector} IS NOT NULL OR p.{vector}_rejected IS NOT NULL, elementId(p)]",
+    # A stored vector and what the graph says of it (STORED_COLUMNS, in this order).
+    "vector_row": "[p.{id}, p.{vector}, p.{vector}_sequence_sha256, "
+    "p.{vector}_long_sequence_handling, p.{vector}_model, p.{vector}_model_revision, "
+    "p.{vector}_embedding, p.{vector}_pooling, p.{vector}_dimension, p.{vector}_precision, "
+    "p.{vector}_batching, toString(p.{vector}_created), p.{vector}_pipeline]",
+    "rejection_row": "[p.{id}, p.{vector}_rejected, p.{vector}_sequence_sha256, p.{vector}_model]",
     # A label scan on purpose: on 5.26 the planner answers `NOT p.id IS :: STRING NOT NULL`
     # from the id's range index, which holds no node that lacks the id.
     "without_string_id": "MATCH (p:{label}) USING SCAN p:{label} "
@@ -343,6 +365,13 @@ QUERIES = {
     "CALL db.index.vector.queryNodes($index, $k + 1, q.{vector}) "
     "YIELD node, score WITH node, score WHERE node <> q "
     "RETURN node.{id} AS id, score ORDER BY score DESC LIMIT $k",
+    "nearest_search": "MATCH (node:{label}) "
+    "SEARCH node IN (VECTOR INDEX {index} FOR $vector LIMIT $k) SCORE AS score "
+    "RETURN node.{id} AS id, score ORDER BY score DESC",
+    "nearest_procedure": "CALL db.index.vector.queryNodes($index, $k, $vector) "
+    "YIELD node, score RETURN node.{id} AS id, score ORDER BY score DESC",
+    "stored_for_id": "MATCH (p:{label} {{{id}: $id}}) "
+    "RETURN p.{vector} AS vector, p.{vector}_rejected AS rejected",
     # {property} is a checked name too: the node property the report colours by.
     "property_values": "UNWIND $ids AS wanted MATCH (p:{label} {{{id}: wanted}}) "
     "RETURN p.{id} AS id, p.{property} AS value",
@@ -587,13 +616,19 @@ class ProteinGraph:
         times more on both ends.
         """
         self._need_vector_property()
-        row = self._query("export_row", cypher="")
-        page_query = self._query("export_page", row=row)
-        id_query = self._query("export_id", row=row)
+        where = f"p.{self.sequence_property} IS NOT NULL"
+        for row in self._keyset_pages("export_row", where, page_size):
+            yield ExportRow(*row)
 
-        def fetch(query: str, **parameters) -> list[ExportRow]:
+    def _keyset_pages(self, row_name: str, where: str, page_size: int) -> Iterator[list]:
+        """The rows (QUERIES[row_name]) of every node matching `where`, in id order."""
+        row = self._query(row_name, cypher="")
+        page_query = self._query("keyset_page", row=row, where=where)
+        id_query = self._query("keyset_id", row=row, where=where)
+
+        def fetch(query: str, **parameters) -> list[list]:
             records, _, _ = self._execute(query, read=True, **parameters)
-            return [ExportRow(*row) for row in records[0]["page"]]
+            return records[0]["page"]
 
         # `id > ""` would skip the empty id, which sorts first.
         yield from fetch(id_query, id="")
@@ -603,8 +638,8 @@ class ProteinGraph:
             if len(page) < page_size:
                 yield from page
                 return
-            after = page[-1].id
-            yield from (row for row in page if row.id != after)
+            after = page[-1][0]
+            yield from (row for row in page if row[0] != after)
             yield from fetch(id_query, id=after)
 
     def without_string_id(self) -> list[tuple[str, str]]:
@@ -714,17 +749,79 @@ class ProteinGraph:
     def nearest_neighbours(self, protein_id: str, k: int = 10) -> list[tuple[str, float]]:
         """The k proteins most similar to `protein_id` by the model's vector index, best
         first (the SEARCH clause where the server has it, else db.index.vector.queryNodes)."""
-        index = self.vector_index()
-        if index is None:
-            raise UserError(
-                f"no vector index on {self.label}.{self.vector_property}; run the workflow"
-            )
+        index = self._index_or_error()
         if self.server.has_search_clause:
             query = self._query("neighbours_search", index=identifier(index.name, "index"))
         else:
             query = self._query("neighbours_procedure")
         records, _, _ = self._execute(query, read=True, id=protein_id, index=index.name, k=k)
         return [(record["id"], record["score"]) for record in records]
+
+    def stored_vectors(self, page_size: int = 5000) -> Iterator[tuple[np.ndarray, list]]:
+        """Every vector the property holds, in id order, a page at a time: (float32 matrix,
+        rows of STORED_COLUMNS). One page in memory at a time, whatever the graph's size."""
+        prop = self._need_vector_property()
+        page: list = []
+        for row in self._keyset_pages("vector_row", f"p.{prop} IS NOT NULL", page_size):
+            page.append(row)
+            if len(page) == page_size:
+                yield _vector_page(page)
+                page = []
+        if page:
+            yield _vector_page(page)
+
+    def stored_rejections(self, page_size: int = 5000) -> Iterator[list]:
+        """(id, reason, sequence_sha256, model) of every protein this property's model
+        rejected, in id order."""
+        prop = self._need_vector_property()
+        yield from self._keyset_pages("rejection_row", f"p.{prop}_rejected IS NOT NULL", page_size)
+
+    def vector(self, protein_id: str) -> np.ndarray:
+        """The protein's vector (PyEED's get_embedding); a UserError says why there is none:
+        no such protein, rejected (with the reason), not embedded yet, or several nodes
+        sharing the id with different vectors."""
+        self._need_vector_property()
+        records = self._read("stored_for_id", id=protein_id)
+        where = f"{self.label} {protein_id!r}"
+        if not records:
+            raise UserError(f"no {where} in the graph (graph.id_property {self.id_property})")
+        vectors = [np.asarray(r["vector"], np.float32) for r in records if r["vector"] is not None]
+        if not vectors:
+            reasons = [r["rejected"] for r in records if r["rejected"] is not None]
+            if reasons:
+                raise UserError(f"{where} has no vector: the model rejected it ({reasons[0]})")
+            raise UserError(f"{where} has no {self.vector_property} yet; run the workflow")
+        if any(not np.array_equal(v, vectors[0]) for v in vectors[1:]):
+            raise UserError(
+                f"{len(vectors)} nodes share {where} and hold different vectors (their "
+                "sequences differ); read them all with read_embeddings"
+            )
+        return vectors[0]
+
+    def nearest_to(self, vector, k: int = 10) -> list[tuple[str, float]]:
+        """The k proteins nearest to any query vector of the property's width, by the
+        vector index, best first."""
+        index = self._index_or_error()
+        query = np.asarray(vector, dtype=np.float64).ravel()
+        if index.dimension is not None and len(query) != index.dimension:
+            raise UserError(
+                f"the query vector has {len(query)} values; {self.label}.{self.vector_property} "
+                f"holds {index.dimension}"
+            )
+        if self.server.has_search_clause:
+            cypher = self._query("nearest_search", index=identifier(index.name, "index"))
+        else:
+            cypher = self._query("nearest_procedure")
+        records, _, _ = self._execute(cypher, read=True, vector=query, index=index.name, k=k)
+        return [(record["id"], record["score"]) for record in records]
+
+    def _index_or_error(self) -> "VectorIndex":
+        index = self.vector_index()
+        if index is None:
+            raise UserError(
+                f"no vector index on {self.label}.{self.vector_property}; run the workflow"
+            )
+        return index
 
     def count_with_vector(self) -> int:
         self._need_vector_property()
@@ -745,6 +842,11 @@ class ProteinGraph:
         query = self._query("add_proteins")
         for start in range(0, len(proteins), batch_size):
             self._execute(query, rows=proteins[start : start + batch_size])
+
+
+def _vector_page(rows: list) -> tuple[np.ndarray, list]:
+    matrix = np.array([row[1] for row in rows], dtype=np.float32)
+    return matrix, [[row[0], *row[2:]] for row in rows]
 
 
 def _result(record: neo4j.Record, ids: list[str]) -> WriteResult:

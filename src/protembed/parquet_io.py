@@ -54,6 +54,34 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 
+# What the graph holds, read back (steps.snapshot): one row per node with a rejection, or
+# with a string id missing (id null, the node's elementId in the reason).
+GRAPH_REJECTS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("reason", pa.string()),
+        ("sequence_sha256", pa.string()),
+        ("model", pa.string()),
+    ]
+)
+
+
+def graph_vectors_schema(dimension: int) -> pa.Schema:
+    """Every vector the graph holds for one property, with what the graph says of it (the
+    graph's own <property>_<name> properties, graph.STORED_COLUMNS)."""
+    text = ("long_sequence_handling", "model", "model_revision", "embedding", "pooling")
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("sequence_sha256", pa.string()),
+            ("vector", pa.list_(pa.float32(), dimension)),
+            *[(name, pa.string()) for name in text],
+            ("dimension", pa.int32()),
+            *[(name, pa.string()) for name in ("precision", "batching", "created", "pipeline")],
+        ]
+    )
+
+
 def shard_embeddings_schema(dimension: int) -> pa.Schema:
     return pa.schema(
         [

@@ -1,9 +1,9 @@
-"""The whole workflow in the calling process, for users without Snakemake, and its output
-read back.
+"""The whole workflow in the calling process, for users without Snakemake, and what the
+graph holds read back.
 
     import protembed
     protembed.embed_graph("config.yaml")               # export, embed, merge, load
-    ids, matrix, metadata = protembed.read_embeddings("results/embedding_esm2_t33_650M_UR50D")
+    vectors = protembed.read_embeddings("config.yaml")  # every vector the property holds
 
 `embed_graph` calls the same four steps as the workflow's rules, with the same files under
 `<results>/<vector property>/` (logs included), so its graph and its Parquet are the ones a
@@ -15,20 +15,26 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from . import parquet_io, steps
+from . import graph, steps
 from .config import load_config
-from .errors import UserError
 from .names import vector_property
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# What every vector of one property shares (the graph refuses to mix others).
+SHARED = ("model", "model_revision", "embedding", "pooling", "dimension")
 
 
 class Embeddings(NamedTuple):
     ids: list[str]
     matrix: np.ndarray  # float32, (proteins, dimension), row i for ids[i]
-    metadata: dict  # model, model_revision, embedding, pooling, dimension, precision, ...
+    metadata: dict  # what the vectors share: model, model_revision, embedding, pooling, ...
+    proteins: "pd.DataFrame"  # row i: ids[i]'s sequence_sha256 and provenance (STORED_COLUMNS)
 
 
 def run_directory(config: dict) -> Path:
@@ -82,26 +88,53 @@ def embed_graph(config: str | Path | dict, *, progress: bool = True) -> dict:
             str(run / "rejects.parquet"),
             str(run / "load" / "receipt.json"),
         )
-    return summary | {"load": receipt}
+    with _step_log(run / "logs" / "snapshot.log"):
+        held = steps.snapshot(
+            config,
+            str(run / "graph" / "vectors.parquet"),
+            str(run / "graph" / "rejects.parquet"),
+            str(run / "graph" / "summary.json"),
+            str(run / "summary.json"),
+        )
+    return summary | {"load": receipt, "graph": held}
 
 
-def read_embeddings(path: str | Path) -> Embeddings:
-    """A run's embeddings.parquet (or the run directory that holds it): ids, the float32
-    matrix and the metadata saying what the vectors are."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "embeddings.parquet"
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; run embed_graph or the workflow first")
-    table = parquet_io.read_table(path)
-    if "id" not in table.column_names or "vector" not in table.column_names:
-        raise UserError(f"{path} is not a run's embeddings.parquet (no id and vector columns)")
-    vectors = table["vector"].combine_chunks()
-    dimension = vectors.type.list_size
-    matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(vectors), dimension)
-    return Embeddings(
-        table["id"].to_pylist(), matrix.astype(np.float32), parquet_io.read_metadata(path)
-    )
+def open_graph(config: str | Path | dict) -> graph.ProteinGraph:
+    """The graph and model property a config names, connected; use it in a `with` block:
+    `vector(id)`, `nearest_neighbours(id, k)`, `nearest_to(vector, k)`."""
+    return graph.ProteinGraph.from_config(load_config(config))
+
+
+def iter_embeddings(config: str | Path | dict, batch_size: int = 5000) -> Iterator[Embeddings]:
+    """Every vector the graph holds for the config's model property, a page at a time, in
+    id order: memory stays flat whatever the graph's size."""
+    import pandas as pd
+
+    config = load_config(config)
+    with graph.ProteinGraph.from_config(config) as proteins:
+        for matrix, rows in proteins.stored_vectors(batch_size):
+            table = pd.DataFrame(rows, columns=graph.STORED_COLUMNS)
+            shared = table.iloc[0][list(SHARED)].to_dict()
+            shared["property"] = proteins.vector_property
+            yield Embeddings(table["id"].tolist(), matrix, shared, table)
+
+
+def read_embeddings(config: str | Path | dict) -> Embeddings:
+    """Every vector the graph holds for the config's model property (whichever runs put
+    them there), with ids, sequence hashes and provenance: one matrix in memory. Nodes that
+    share an id each have their own row."""
+    import pandas as pd
+
+    config = load_config(config)
+    pages = list(iter_embeddings(config, config["graph"]["export_page_size"]))
+    if not pages:
+        empty = pd.DataFrame(columns=graph.STORED_COLUMNS)
+        return Embeddings(
+            [], np.zeros((0, 0), np.float32), {"property": vector_property(config)}, empty
+        )
+    table = pd.concat([page.proteins for page in pages], ignore_index=True)
+    matrix = np.concatenate([page.matrix for page in pages])
+    return Embeddings(table["id"].tolist(), matrix, pages[0].metadata, table)
 
 
 @contextmanager

@@ -4,10 +4,11 @@ Each step takes the validated configuration (config.yaml after the JSON schema f
 defaults) and explicit file paths, and writes its outputs atomically.
 """
 
+import itertools
 import logging
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -401,3 +402,108 @@ def _rejection_batches(path: str, batch_size: int) -> Iterator[list[dict]]:
         ]
         if rows:
             yield rows
+
+
+def snapshot(
+    config: dict,
+    vectors_path: str,
+    rejects_path: str,
+    summary_path: str,
+    run_summary_path: str | None = None,
+) -> dict:
+    """What the graph holds for this model's property, read back after the load: every
+    vector (with its sequence hash and provenance), every rejection, and their counts and
+    provenance in summary.json beside this run's share. The report, the notebook's
+    read_embeddings and a parent workflow's rules read these, so what they show is the
+    graph, whichever runs put it there. Streams page by page: memory stays flat.
+    """
+    page_size = config["graph"]["export_page_size"]
+    seen = _ProvenanceTally()
+    with graph.ProteinGraph.from_config(config) as proteins:
+        dimension = _snapshot_vectors(proteins, vectors_path, page_size, seen)
+        rejects = [
+            {"id": row[0], "reason": row[1], "sequence_sha256": row[2], "model": row[3]}
+            for row in proteins.stored_rejections(page_size)
+        ] + [
+            {
+                "id": None,
+                "reason": f"{reason} (node {node})",
+                "sequence_sha256": None,
+                "model": None,
+            }
+            for node, reason in proteins.without_string_id()
+        ]
+        with_sequence = proteins.count_with_sequence()
+        label, prop = proteins.label, proteins.vector_property
+    parquet_io.write_table(
+        pa.Table.from_pylist(rejects, parquet_io.GRAPH_REJECTS_SCHEMA), rejects_path
+    )
+    this_run = parquet_io.read_json(run_summary_path) if run_summary_path else None
+    summary = {
+        "label": label,
+        "property": prop,
+        "proteins_with_sequence": with_sequence,
+        "vectors": seen.rows,
+        "rejected": len(rejects),
+        "without_vector": with_sequence - seen.rows - len(rejects),
+        "dimension": dimension,
+        "space": seen.space,
+        "precision": seen.counts["precision"],
+        "batching": seen.counts["batching"],
+        "pipeline": seen.counts["pipeline"],
+        "created": {"first": seen.first, "last": seen.last},
+        "rejected_by_reason": dict(Counter(r["reason"] for r in rejects).most_common()),
+        "this_run": None
+        if this_run is None
+        else {key: this_run.get(key) for key in ("exported", "embedded", "rejected", "up_to_date")},
+        "read_at": now(),
+    }
+    parquet_io.write_json(summary, summary_path)
+    log.info("the graph holds %d vectors and %d rejections for %s", seen.rows, len(rejects), prop)
+    return summary
+
+
+class _ProvenanceTally:
+    """What the stored vectors say of themselves, tallied page by page."""
+
+    def __init__(self):
+        self.rows = 0
+        self.space: dict | None = None
+        self.counts: dict[str, Counter] = {
+            k: Counter() for k in ("precision", "batching", "pipeline")
+        }
+        self.first = self.last = None
+
+    def add(self, rows: list[list]) -> None:
+        for row in rows:
+            values = dict(zip(graph.STORED_COLUMNS, row, strict=True))
+            if self.space is None:
+                self.space = {
+                    k: values[k]
+                    for k in ("model", "model_revision", "embedding", "pooling", "dimension")
+                }
+            for key, counter in self.counts.items():
+                counter[values[key] or "unknown"] += 1
+            created = values["created"]
+            if created:
+                self.first = min(self.first or created, created)
+                self.last = max(self.last or created, created)
+        self.rows += len(rows)
+
+
+def _snapshot_vectors(
+    proteins: graph.ProteinGraph, path: str, page_size: int, seen: _ProvenanceTally
+) -> int:
+    """Stream the stored vectors into a Parquet file; returns their width (0: none)."""
+    pages = proteins.stored_vectors(page_size)
+    first = next(pages, None)
+    dimension = first[0].shape[1] if first else 0
+    schema = parquet_io.graph_vectors_schema(dimension)
+    with parquet_io.table_writer(path, schema) as writer:
+        for matrix, rows in itertools.chain([first] if first else [], pages):
+            seen.add(rows)
+            columns = list(zip(*rows, strict=True)) if rows else [[]] * len(graph.STORED_COLUMNS)
+            table = dict(zip(graph.STORED_COLUMNS, columns, strict=True))
+            table["vector"] = parquet_io.vectors_array(matrix)
+            writer.write_table(pa.table(table, schema=schema))
+    return dimension
