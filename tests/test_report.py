@@ -12,12 +12,24 @@ from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph, steps
 from protembed.errors import UserError
-from protembed.report import REJECTS_PER_PAGE, neighbours_html, rejects_html
+from protembed.report import REJECTS_PER_PAGE, neighbours_html, reasons_of, rejects_html
 from protembed.testing.browser import Page, show_result
 from protembed.testing.fasta import read_proteins
 from protembed.testing.local_neo4j import LTS
 
 DATA = Path(__file__).resolve().parent / "data"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_report_command() -> list[str]:
+    """The report command as the README prints it, minus `snakemake` itself: the test runs
+    exactly what a user copies."""
+    line = re.search(r"^snakemake (.*report --report report\.html.*)$", README.read_text(), re.M)
+    assert line, "the README shows no `snakemake ... report --report report.html` command"
+    return line[1].split()
+
+
+README_REPORT_COMMAND = readme_report_command()
 FAMILIES = ("TEM", "SHV", "CTX-M", "KPC", "CMY", "VIM")
 
 
@@ -106,7 +118,7 @@ def test_report_opens_in_chromium_with_its_plots_and_no_console_errors(database,
         shards=2,
         report={"color_by": "family", "neighbours": 5, "sample": 30},
     )
-    result = run_workflow(tmp_path, "report", "--report", "report.html", "--report-after-run")
+    result = run_workflow(tmp_path, *README_REPORT_COMMAND)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "results" / "embedding_kmer_2"
     numbers = read_json(run / "report" / "report.json")
@@ -114,10 +126,21 @@ def test_report_opens_in_chromium_with_its_plots_and_no_console_errors(database,
     assert numbers["neighbours"]["recall_at_k"] >= 0.8
     assert numbers["neighbours"]["same_label"]["index"] >= 0.8
     assert numbers["neighbours"]["index"]["hnsw_m"] == 16
+    assert len(numbers["neighbours"]["examples"]) == 5
+    assert numbers["summary"]["vectors"] == 72 and numbers["this_run"]["vectors"] == 72
+
+    # A protein added later: the report still covers the whole property, with the
+    # second run's share (one protein) beside it.
+    graph.ProteinGraph(database).add_proteins([{"accession_id": "LATE", "sequence": "MKWVTF"}])
+    result = run_workflow(tmp_path, *README_REPORT_COMMAND, "--forcerun", "export_sequences")
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = read_json(run / "report" / "report.json")
+    assert again["summary"]["vectors"] == 73 and again["this_run"]["vectors"] == 1
+    assert again["rejects"] == 1 and again["neighbours"]["vectors"] == 73
 
     html = (tmp_path / "report.html").read_text()
     embedded = report_results(html)
-    for plot in ("lengths.png", "throughput.png", "projection.png"):
+    for plot in ("lengths.png", "throughput.png", "projection.png", "reasons.png", "scores.png"):
         assert embedded[plot] == (run / "report" / plot).read_bytes(), plot
     neighbours = embedded["neighbours.html"].decode()
     assert "recall@5 of the index against exact search" in neighbours
@@ -147,20 +170,37 @@ IMAGES = (
 )
 
 
-def test_neighbour_table_escapes_labels_and_warns_of_vectors_of_other_runs():
+def test_neighbour_table_escapes_labels_and_lists_examples():
     neighbours = {
         "k": 10,
         "sampled": 3,
         "recall_at_k": 0.9,
         "index": {"name": "i", "hnsw_m": 16},
-        "vectors_in_run": 5,
-        "vectors_in_graph": 7,
+        "vectors": 7,
         "same_label": {"index": 0.5, "exact": 0.75, "chance": 0.25, "queries_with_label": 3},
+        "examples": [{"query": "Q1", "neighbours": [["P1", 0.99, "<TEM>"], ["P2", 0.9, None]]}],
     }
     page = neighbours_html(neighbours, {}, "<family>")
     assert "<td>recall@10 of the index against exact search</td><td>0.9</td>" in page
     assert "exact neighbours with the same &lt;family&gt;</td><td>0.75</td>" in page
-    assert "graph holds other vectors than this run" in page
+    assert "<tr><td>Q1</td><td>P1</td><td>0.99</td><td>&lt;TEM&gt;</td></tr>" in page
+    assert "<tr><td></td><td>P2</td><td>0.9</td><td>-</td></tr>" in page
+
+
+def test_reject_reasons_group_numbers_but_keep_quoted_characters():
+    grouped = reasons_of(
+        {
+            "characters the model cannot encode: '1'": 2,
+            "characters the model cannot encode: '7'": 1,
+            "1100 residues exceed the model's 1022 (long_sequences: reject)": 1,
+            "1500 residues exceed the model's 1022 (long_sequences: reject)": 3,
+        }
+    )
+    assert grouped == {
+        "characters the model cannot encode: '1'": 2,
+        "characters the model cannot encode: '7'": 1,
+        "N residues exceed the model's N (long_sequences: reject)": 4,
+    }
 
 
 def test_long_rejects_tables_are_paged():

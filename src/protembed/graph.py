@@ -178,6 +178,7 @@ STORED_COLUMNS = (
     "batching",
     "created",
     "pipeline",
+    "residues",  # of the node's sequence now
 )
 
 
@@ -315,8 +316,10 @@ QUERIES = {
     "vector_row": "[p.{id}, p.{vector}, p.{vector}_sequence_sha256, "
     "p.{vector}_long_sequence_handling, p.{vector}_model, p.{vector}_model_revision, "
     "p.{vector}_embedding, p.{vector}_pooling, p.{vector}_dimension, p.{vector}_precision, "
-    "p.{vector}_batching, toString(p.{vector}_created), p.{vector}_pipeline]",
-    "rejection_row": "[p.{id}, p.{vector}_rejected, p.{vector}_sequence_sha256, p.{vector}_model]",
+    "p.{vector}_batching, toString(p.{vector}_created), p.{vector}_pipeline, "
+    "size(p.{sequence})]",
+    "rejection_row": "[p.{id}, p.{vector}_rejected, p.{vector}_sequence_sha256, "
+    "p.{vector}_model, size(p.{sequence})]",
     # A label scan on purpose: on 5.26 the planner answers `NOT p.id IS :: STRING NOT NULL`
     # from the id's range index, which holds no node that lacks the id.
     "without_string_id": "MATCH (p:{label}) USING SCAN p:{label} "
@@ -771,8 +774,8 @@ class ProteinGraph:
             yield _vector_page(page)
 
     def stored_rejections(self, page_size: int = 5000) -> Iterator[list]:
-        """(id, reason, sequence_sha256, model) of every protein this property's model
-        rejected, in id order."""
+        """(id, reason, sequence_sha256, model, residues) of every protein this property's
+        model rejected, in id order."""
         prop = self._need_vector_property()
         yield from self._keyset_pages("rejection_row", f"p.{prop}_rejected IS NOT NULL", page_size)
 

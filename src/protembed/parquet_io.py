@@ -62,6 +62,7 @@ GRAPH_REJECTS_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("sequence_sha256", pa.string()),
         ("model", pa.string()),
+        ("residues", pa.int32()),
     ]
 )
 
@@ -78,6 +79,7 @@ def graph_vectors_schema(dimension: int) -> pa.Schema:
             *[(name, pa.string()) for name in text],
             ("dimension", pa.int32()),
             *[(name, pa.string()) for name in ("precision", "batching", "created", "pipeline")],
+            ("residues", pa.int32()),
         ]
     )
 

@@ -1,16 +1,19 @@
-"""The run's report: a summary table, plots, the rejects and a check of the vector index.
+"""The report: what the graph holds for the property, this run's share beside it, plots,
+the rejects, and a check of the vector index.
 
 `build` writes the pieces that `snakemake --report` assembles (workflow/rules/report.smk):
-HTML tables, PNG plots and report.json holding every number shown. It reads the run's
-own files (manifest, summary, run record, merged Parquet, rejects, load receipt) and asks
-the graph only two things: the property named by report.color_by, and the vector index's
-neighbours of a sample of proteins, which it compares with exact search over the Parquet.
+HTML tables, PNG plots and report.json holding every number shown. Its subject is the
+graph, whichever runs put the vectors there: it reads the snapshot the workflow takes of
+the property after each load (steps.snapshot: every vector, every rejection and their
+provenance), streaming the vectors so that memory stays flat, and it asks the graph for the
+vector index's neighbours of a sample and for the property named by report.color_by.
 """
 
 import html
 import logging
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,12 @@ COLOURED_LABELS = 20
 # Labelled points whose neighbours in the plane are compared (pairwise distances).
 SEPARATION_POINTS = 5000
 REJECTS_PER_PAGE = 50
+# Sampled proteins whose neighbour lists are shown.
+EXAMPLES = 5
+# Vectors read from the snapshot per step of the streaming passes.
+BATCH_ROWS = 20000
+# Colours of the projection when report.color_by names no property: the length.
+LENGTH_BINS = (200, 400, 800)
 # Shards and labels are drawn with the same fixed seed on every build of the report.
 SEED = 0
 
@@ -35,47 +44,50 @@ SEED = 0
 def build(config: dict, run: dict, out: dict) -> dict:
     """Write the report's pieces to the paths in `out` and return its numbers.
 
-    `run` names the run's files: manifest, summary, run_record, embeddings, rejects,
-    receipt. `out` names summary, rejects, neighbours (HTML), lengths, throughput,
-    projection (PNG) and numbers (JSON).
+    `run` names the files read: graph_vectors, graph_rejects, graph_summary (the snapshot),
+    and this run's summary, run_record and receipt. `out` names summary, rejects,
+    neighbours (HTML), lengths, throughput, projection, reasons, scores (PNG) and numbers
+    (JSON).
     """
-    manifest, summary, record, receipt = (
-        parquet_io.read_json(run[name]) for name in ("manifest", "summary", "run_record", "receipt")
+    held, summary, record, receipt = (
+        parquet_io.read_json(run[name])
+        for name in ("graph_summary", "summary", "run_record", "receipt")
     )
-    metadata = parquet_io.read_metadata(run["embeddings"])
-    table = parquet_io.read_table(run["embeddings"])
-    ids = table["id"].to_pylist()
-    vectors = _vectors(table)
-    rejects = parquet_io.read_table(run["rejects"]).to_pylist()
+    rejects = parquet_io.read_table(run["graph_rejects"]).to_pylist()
     settings = config["report"]
-    color_by = settings["color_by"]
+    color_by, k = settings["color_by"], settings["neighbours"]
+    sample = Sample.draw(run["graph_vectors"], settings["sample"])
 
     with graph.ProteinGraph.from_config(config) as proteins:
-        labels = proteins.property_values(color_by, ids) if color_by else {}
+        wanted = sample.ids + sample.query_ids
+        labels = proteins.property_values(color_by, wanted) if color_by else {}
         index = proteins.vector_index()
-        in_graph = proteins.count_with_vector()
-        neighbours = neighbour_quality(
-            proteins, ids, vectors, labels, k=settings["neighbours"], sample=settings["sample"]
-        )
+        neighbours = neighbour_quality(proteins, index, run["graph_vectors"], sample, labels, k)
     neighbours["index"] = _index_settings(index)
-    neighbours["vectors_in_graph"] = in_graph
-    neighbours["vectors_in_run"] = len(ids)
 
-    lengths = [len(s) for s in table["sequence"].to_pylist()]
-    lengths += [len(r["sequence"]) for r in rejects if isinstance(r.get("sequence"), str)]
-    window = metadata.get("max_residues")
+    rejected = [r["residues"] for r in rejects if r["residues"] is not None]
+    lengths = np.concatenate([sample.residues, np.array(rejected, dtype=np.int64)])
+    window = record["settings"]["model"].get("max_residues")
     plot_lengths(lengths, window, out["lengths"])
     plot_throughput(summary["throughput"]["shards"], out["throughput"])
-    projection = plot_projection(vectors, [labels.get(i) for i in ids], color_by, out["projection"])
+    plot_reasons(reasons(rejects), out["reasons"])
+    plot_scores(neighbours.pop("scores"), out["scores"])
+    if color_by:
+        shown, title = [labels.get(i) for i in sample.ids], color_by
+    else:
+        shown, title = [_length_bin(n) for n in sample.point_residues], "length (residues)"
+    projection = plot_projection(sample.points, shown, title, out["projection"])
 
-    rows = summary_rows(manifest, summary, record, metadata, table, rejects, receipt)
-    _write_html(out["summary"], "Run summary", _table(["", "value"], rows))
+    rows = summary_rows(held, summary, record, receipt)
+    _write_html(out["summary"], "What the graph holds", _table(["", "graph", "this run"], rows))
     _write_html(out["rejects"], "Rejected proteins", rejects_html(rejects))
     _write_html(
         out["neighbours"], "Neighbour quality", neighbours_html(neighbours, projection, color_by)
     )
     numbers = {
-        "summary": dict(rows),
+        "graph": held,
+        "summary": {row[0]: row[1] for row in rows},
+        "this_run": {row[0]: row[2] for row in rows if row[2] is not None},
         "rejects": len(rejects),
         "neighbours": neighbours,
         "projection": projection,
@@ -85,55 +97,157 @@ def build(config: dict, run: dict, out: dict) -> dict:
     return numbers
 
 
-def _vectors(table) -> np.ndarray:
-    column = table["vector"]
-    if table.num_rows == 0:
+def _length_bin(residues: int) -> str:
+    low = 0
+    for high in LENGTH_BINS:
+        if residues < high:
+            return f"{low}-{high - 1}"
+        low = high
+    return f">= {low}"
+
+
+@dataclass
+class Sample:
+    """What the report reads of the graph's vectors, in one streaming pass: every length
+    (one integer a vector), a fixed random sample of points for the projection and one of
+    queries for the neighbour check. Memory: the samples, not the vectors."""
+
+    total: int
+    residues: np.ndarray  # of every vector's protein
+    ids: list[str]  # the projection's points
+    points: np.ndarray
+    point_residues: list[int]
+    query_rows: np.ndarray  # row numbers in the snapshot
+    query_ids: list[str]
+    queries: np.ndarray
+
+    @property
+    def sampled(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def draw(cls, path, queries: int) -> "Sample":
+        total = parquet_io.count_rows(path)
+        rng = np.random.default_rng(SEED)
+        point_rows = _choose(rng, total, PROJECTION_POINTS)
+        query_rows = _choose(rng, total, queries)
+        residues, points, asked = [], _Picked(), _Picked()
+        for start, batch in _batches(path):
+            residues.append(batch["residues"].to_numpy(zero_copy_only=False))
+            vectors = _matrix(batch)
+            points.take(batch, vectors, point_rows - start)
+            asked.take(batch, vectors, query_rows - start)
+        return cls(
+            total,
+            np.concatenate(residues) if residues else np.zeros(0, np.int32),
+            points.ids,
+            points.matrix(),
+            points.residues,
+            query_rows,
+            asked.ids,
+            asked.matrix(),
+        )
+
+
+@dataclass
+class _Picked:
+    """The chosen rows of a stream of snapshot batches."""
+
+    ids: list[str] = field(default_factory=list)
+    residues: list[int] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+
+    def take(self, batch, vectors: np.ndarray, rows: np.ndarray) -> None:
+        rows = rows[(rows >= 0) & (rows < batch.num_rows)]
+        self.ids += batch["id"].take(rows).to_pylist()
+        self.residues += batch["residues"].take(rows).to_pylist()
+        self.vectors.append(vectors[rows])
+
+    def matrix(self) -> np.ndarray:
+        kept = [v for v in self.vectors if len(v)]
+        return np.concatenate(kept) if kept else np.zeros((0, 0), np.float32)
+
+
+def _choose(rng, total: int, size: int) -> np.ndarray:
+    if total <= size:
+        return np.arange(total)
+    return np.sort(rng.choice(total, size, replace=False))
+
+
+def _batches(path):
+    start = 0
+    for batch in parquet_io.iter_batches(path, BATCH_ROWS):
+        yield start, batch
+        start += batch.num_rows
+
+
+def _matrix(batch) -> np.ndarray:
+    column = batch["vector"]
+    if batch.num_rows == 0:
         return np.zeros((0, 0), np.float32)
-    return column.combine_chunks().flatten().to_numpy().reshape(len(column), -1)
+    return column.flatten().to_numpy().reshape(batch.num_rows, -1)
 
 
 # -- the summary ----------------------------------------------------------------------
 
 
-def summary_rows(manifest, summary, record, metadata, table, rejects, receipt) -> list:
-    """(what, value) pairs of the summary table, counts first, then what made the vectors."""
-    counts = record["counts"]
+def summary_rows(held: dict, summary: dict, record: dict, receipt: dict) -> list:
+    """(what, in the graph, this run) rows: counts first, then what made the vectors."""
+    run = held.get("this_run") or {}
     rows = [
-        ("proteins with a sequence", counts["proteins_with_sequence"]),
-        ("up to date (not embedded again)", counts["up_to_date"]),
-        ("exported", counts["exported"]),
-        ("unique sequences", counts["unique_sequences"]),
-        ("embedded", counts["embedded"]),
-        ("rejected", counts["rejected"]),
+        ("proteins with a sequence", held["proteins_with_sequence"], None),
+        ("vectors", held["vectors"], run.get("embedded")),
+        ("rejected", held["rejected"], run.get("rejected")),
+        ("without a vector yet", held["without_vector"], None),
+        ("exported by this run", None, run.get("exported")),
+        ("up to date at this run's export", None, run.get("up_to_date")),
     ]
-    rows += [(f"rejected: {reason}", n) for reason, n in reasons(rejects).most_common()]
-    handling = Counter(h.split(":")[0] for h in table["long_sequence_handling"].to_pylist())
-    rows += [(f"long-sequence handling: {h}", n) for h, n in sorted(handling.items())]
-    model = record["model"]
-    vectors = record["vectors"]
     rows += [
-        ("model", model["name"]),
-        ("revision", model["revision"]),
-        ("family", model["family"]),
-        ("kind", vectors["embedding"]),
-        ("pooling", metadata.get("pooling")),
-        ("dimension", vectors["dimension"]),
-        ("long sequences", metadata.get("long_sequences")),
-        ("window (residues)", metadata.get("max_residues")),
-        ("precision", record["compute"]["precision"]),
-        ("device", record["compute"]["device"]),
-        ("property", record["property"]),
-        ("vector type in the graph", receipt.get("vector_type")),
-        ("Neo4j", _server(record.get("neo4j_server"))),
-        ("residues per second (model time)", summary["throughput"]["residues_per_s"]),
+        (f"rejected: {reason}", n, None)
+        for reason, n in reasons_of(held["rejected_by_reason"]).most_common()
     ]
-    rows += [(f"version: {name}", v) for name, v in sorted(record["versions"].items())]
+    space = held.get("space") or {}
+    rows += [(f"precision: {name}", n, None) for name, n in sorted(held["precision"].items())]
+    rows += [(f"batching: {name}", n, None) for name, n in sorted(held["batching"].items())]
+    rows += [(f"pipeline: {name}", n, None) for name, n in sorted(held["pipeline"].items())]
+    model = record["model"]
+    rows += [
+        ("model", space.get("model"), model["name"]),
+        ("revision", space.get("model_revision"), model["revision"]),
+        ("kind", space.get("embedding"), record["vectors"]["embedding"]),
+        ("pooling", space.get("pooling"), record["vectors"]["pooling"]),
+        ("dimension", held.get("dimension"), record["vectors"]["dimension"]),
+        ("vectors created", _span(held.get("created")), None),
+        ("property", held["property"], record["property"]),
+        ("vector type in the graph", receipt.get("vector_type"), None),
+        ("Neo4j", None, _server(record.get("neo4j_server"))),
+        ("precision", None, record["compute"]["precision"]),
+        ("device", None, record["compute"]["device"]),
+        ("residues per second (model time)", None, summary["throughput"]["residues_per_s"]),
+    ]
+    rows += [(f"version: {name}", None, v) for name, v in sorted(record["versions"].items())]
     return rows
 
 
+def _span(created: dict | None) -> str | None:
+    if not created or not created.get("first"):
+        return None
+    first, last = created["first"][:19], created["last"][:19]
+    return first if first == last else f"{first} to {last}"
+
+
 def reasons(rejects: list[dict]) -> Counter:
-    """Rejections by reason, numbers in the reason left out so that alike ones add up."""
-    return Counter(re.sub(r"\d+", "N", r["reason"]) for r in rejects)
+    return reasons_of(Counter(r["reason"] for r in rejects))
+
+
+def reasons_of(counts: dict) -> Counter:
+    """Rejections by reason, so that alike ones add up: numbers in the reason (lengths,
+    token counts) become N, but what is quoted (the characters a model cannot read, '1'
+    among them) stays as it is."""
+    grouped = Counter()
+    for reason, n in counts.items():
+        grouped[re.sub(r"'[^']*'|\d+", lambda m: m[0] if m[0][0] == "'" else "N", reason)] += n
+    return grouped
 
 
 def _server(server: dict | None) -> str | None:
@@ -156,50 +270,54 @@ def _index_settings(index: graph.VectorIndex | None) -> dict | None:
 # -- neighbours -----------------------------------------------------------------------
 
 
-def exact_neighbours(vectors: np.ndarray, query: int, similarity: str) -> np.ndarray:
-    """Every row's similarity to row `query` as the index scores it (higher is nearer)."""
+def similarities(vectors: np.ndarray, queries: np.ndarray, similarity: str) -> np.ndarray:
+    """(rows, queries) similarities as the index scores them (higher is nearer)."""
     if similarity == "euclidean":
-        return -np.linalg.norm(vectors - vectors[query], axis=1)
+        return -np.linalg.norm(vectors[:, None] - queries[None], axis=2)
+    return _unit(vectors) @ _unit(queries).T
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1)
     norms[norms == 0] = 1
-    unit = vectors / norms[:, None]
-    return unit @ unit[query]
+    return vectors / norms[:, None]
 
 
-def neighbour_quality(
-    proteins: graph.ProteinGraph, ids, vectors, labels: dict, *, k: int, sample: int
-) -> dict:
-    """recall@k of the vector index against exact search over the run's vectors, and the
-    share of the k nearest neighbours (by the index, and exactly) sharing the query's label.
+def neighbour_quality(proteins, index, path, sample: Sample, labels: dict, k: int) -> dict:
+    """recall@k of the vector index against exact search over every vector the property
+    holds, and the share of the k nearest neighbours (by the index, and exactly) that share
+    the query's label.
 
-    Identical sequences make ties: an index neighbour counts as found when its exact
-    similarity reaches the k-th best, whichever of the tied proteins the index returned.
+    Exact search streams the snapshot once, keeping each query's k best; identical
+    sequences make ties, so an index neighbour counts as found when its exact similarity
+    reaches the k-th best, whichever of the tied proteins the index returned.
     """
-    result = {"k": k, "sampled": 0, "recall_at_k": None}
-    index = proteins.vector_index()
-    if index is None or len(ids) <= k:
-        result["note"] = "no vector index" if index is None else f"{len(ids)} vectors, k={k}"
+    result = {"k": k, "sampled": 0, "recall_at_k": None, "vectors": sample.total, "scores": []}
+    if index is None or sample.total <= k:
+        result["note"] = "no vector index" if index is None else f"{sample.total} vectors, k={k}"
         return result
     similarity = index.similarity or "cosine"
-    row_of = {protein: row for row, protein in enumerate(ids)}
-    rng = np.random.default_rng(SEED)
-    queries = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
-    found = 0
-    same = {"index": [], "exact": []}
-    for query in queries:
-        scores = exact_neighbours(vectors, query, similarity)
-        scores[query] = -np.inf
-        exact = np.argsort(-scores, kind="stable")[:k]
-        kth = scores[exact[-1]]
-        returned = [row_of[p] for p, _ in proteins.nearest_neighbours(ids[query], k) if p in row_of]
-        found += sum(scores[row] >= kth - 1e-6 for row in returned)
-        label = labels.get(ids[query])
+    returned = [proteins.nearest_neighbours(q, k) for q in sample.query_ids]
+    exact = _exact_search(path, sample, returned, k, similarity)
+    found, same = 0, {"index": [], "exact": []}
+    for q, query in enumerate(sample.query_ids):
+        kth = exact["best"][q][-1][0]
+        found += sum(exact["score"][q].get(p, -np.inf) >= kth - 1e-6 for p, _ in returned[q])
+        label = labels.get(query)
         if label is not None:
-            same["index"].append(np.mean([labels.get(ids[r]) == label for r in returned]))
-            same["exact"].append(np.mean([labels.get(ids[r]) == label for r in exact]))
-    result.update(sampled=len(queries), recall_at_k=round(found / (k * len(queries)), 4))
+            same["index"].append(np.mean([labels.get(p) == label for p, _ in returned[q]]))
+            same["exact"].append(np.mean([labels.get(p) == label for _, p in exact["best"][q]]))
+    result.update(
+        sampled=len(sample.query_ids),
+        recall_at_k=round(found / (k * len(sample.query_ids)), 4),
+        scores=[score for neighbours in returned for _, score in neighbours],
+        examples=[
+            {"query": query, "neighbours": [[p, round(s, 4), labels.get(p)] for p, s in found_]}
+            for query, found_ in list(zip(sample.query_ids, returned, strict=True))[:EXAMPLES]
+        ],
+    )
     if labels:
-        counts = Counter(v for v in labels.values() if v is not None)
+        counts = Counter(labels.get(i) for i in sample.ids if labels.get(i) is not None)
         total = sum(counts.values())
         result["same_label"] = {
             "index": round(float(np.mean(same["index"])), 4) if same["index"] else None,
@@ -209,6 +327,28 @@ def neighbour_quality(
             "queries_with_label": len(same["index"]),
         }
     return result
+
+
+def _exact_search(path, sample: Sample, returned: list, k: int, similarity: str) -> dict:
+    """Each query's k best (score, id) over the snapshot, leaving the query's own row out,
+    and the exact score of each protein the index returned for it."""
+    wanted = [{p for p, _ in neighbours} for neighbours in returned]
+    best = [[] for _ in sample.query_ids]
+    score = [{} for _ in sample.query_ids]
+    for start, batch in _batches(path):
+        ids = batch["id"].to_pylist()
+        scores = similarities(_matrix(batch), sample.queries, similarity)
+        own = sample.query_rows - start
+        inside = (own >= 0) & (own < len(ids))
+        scores[own[inside], np.flatnonzero(inside)] = -np.inf
+        for q in range(len(best)):
+            column = scores[:, q]
+            top = np.argsort(-column, kind="stable")[:k]
+            merged = best[q] + [(float(column[r]), ids[r]) for r in top]
+            best[q] = sorted(merged, key=lambda pair: -pair[0])[:k]
+            for r in np.flatnonzero(np.isin(ids, list(wanted[q]))) if wanted[q] else []:
+                score[q][ids[r]] = max(score[q].get(ids[r], -np.inf), float(column[r]))
+    return {"best": best, "score": score}
 
 
 # -- plots ----------------------------------------------------------------------------
@@ -229,13 +369,13 @@ def _save(figure, path) -> None:
     temporary.replace(path)
 
 
-def plot_lengths(lengths: list[int], window: int | None, path) -> None:
+def plot_lengths(lengths: np.ndarray, window: int | None, path) -> None:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 3.5))
-    axes.hist(lengths or [0], bins=60, color="#4c72b0")
+    axes.hist(lengths if len(lengths) else [0], bins=60, color="#4c72b0")
     axes.set_xlabel("sequence length (residues)")
     axes.set_ylabel("sequences")
-    longest = max(lengths, default=0)
+    longest = int(lengths.max()) if len(lengths) else 0
     if window and window <= 1.5 * longest:
         axes.axvline(window, color="#c44e52", linestyle="--", label=f"model window {window}")
         axes.legend()
@@ -258,6 +398,35 @@ def plot_throughput(shards: list[dict], path) -> None:
     time.set_title("Time per shard")
     for axes in (speed, time):
         axes.tick_params(axis="x", rotation=45)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def plot_reasons(counts: Counter, path) -> None:
+    """Rejections by reason, the most frequent on top."""
+    plt = _pyplot()
+    shown = counts.most_common(15)
+    figure, axes = plt.subplots(figsize=(8, 0.6 + 0.35 * max(len(shown), 1)))
+    if shown:
+        names = [name if len(name) <= 70 else name[:67] + "..." for name, _ in shown]
+        axes.barh(names[::-1], [n for _, n in shown][::-1], color="#c44e52")
+        axes.set_xlabel("proteins")
+        axes.set_title("Why proteins have no vector")
+    else:
+        axes.set_axis_off()
+        axes.set_title("No protein was rejected")
+    _save(figure, path)
+    plt.close(figure)
+
+
+def plot_scores(scores: list[float], path) -> None:
+    """The similarity scores of the index's neighbours of the sampled proteins."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    axes.hist(scores or [0], bins=50, color="#8172b2")
+    axes.set_xlabel("score of an index neighbour (as the index reports it)")
+    axes.set_ylabel("neighbours")
+    axes.set_title(f"Similarity of the sampled proteins' neighbours ({len(scores):,})")
     _save(figure, path)
     plt.close(figure)
 
@@ -410,8 +579,7 @@ def neighbours_html(neighbours: dict, projection: dict, color_by: str | None) ->
         ("vector.hnsw.ef_construction", index.get("hnsw_ef_construction")),
         ("vector.quantization.enabled", index.get("quantization")),
         ("quantization type (2026.x servers)", index.get("quantization_type")),
-        ("vectors in this run's Parquet (exact search)", neighbours.get("vectors_in_run")),
-        ("vectors in the graph (index search)", neighbours.get("vectors_in_graph")),
+        ("vectors in the graph (searched both ways)", neighbours.get("vectors")),
         ("proteins sampled", neighbours["sampled"]),
         (f"recall@{k} of the index against exact search", neighbours["recall_at_k"]),
     ]
@@ -426,20 +594,25 @@ def neighbours_html(neighbours: dict, projection: dict, color_by: str | None) ->
     note = neighbours.get("note")
     text = (
         "<p>For a fixed random sample of proteins, the vector index's k nearest neighbours "
-        "(as nearest_neighbours returns them) are compared with exact search over the "
-        "run's merged Parquet, with the index's similarity function. The index is "
-        "approximate (HNSW, optionally quantized); this measures how approximate.</p>"
+        "(as nearest_neighbours returns them) are compared with exact search over every "
+        "vector the graph holds for the property, with the index's similarity function. The "
+        "index is approximate (HNSW, optionally quantized); this measures how approximate.</p>"
     )
-    if neighbours.get("vectors_in_graph") != neighbours.get("vectors_in_run"):
-        text += (
-            "<p><b>The graph holds other vectors than this run's</b> (earlier runs): the "
-            "index searches them all, exact search only this run's.</p>"
-        )
     if note:
         text += f"<p>Not measured: {html.escape(note)}.</p>"
     text += _table(["", "value"], rows)
+    examples = neighbours.get("examples") or []
+    if examples:
+        text += f"<h3>Examples: the index's {k} nearest neighbours of sampled proteins</h3>"
+        header = ["query", "neighbour", "score"] + ([str(color_by)] if color_by else [])
+        lines = [
+            [example["query"] if n == 0 else "", *entry[:2]] + ([entry[2]] if color_by else [])
+            for example in examples
+            for n, entry in enumerate(example["neighbours"])
+        ]
+        text += _table(header, lines)
     separation = projection.get("separation")
-    if separation:
+    if separation and color_by:
         text += (
             f"<h3>The {html.escape(str(color_by))} labels in the PCA plane</h3><p>Share of "
             f"the projection's labelled points whose {separation['k']} nearest points in the "

@@ -421,16 +421,11 @@ def snapshot(
     seen = _ProvenanceTally()
     with graph.ProteinGraph.from_config(config) as proteins:
         dimension = _snapshot_vectors(proteins, vectors_path, page_size, seen)
-        rejects = [
-            {"id": row[0], "reason": row[1], "sequence_sha256": row[2], "model": row[3]}
-            for row in proteins.stored_rejections(page_size)
-        ] + [
-            {
-                "id": None,
-                "reason": f"{reason} (node {node})",
-                "sequence_sha256": None,
-                "model": None,
-            }
+        names = parquet_io.GRAPH_REJECTS_SCHEMA.names
+        stored = proteins.stored_rejections(page_size)
+        rejects = [dict(zip(names, row, strict=True)) for row in stored]
+        rejects += [
+            dict.fromkeys(names) | {"reason": f"{reason} (node {node})"}
             for node, reason in proteins.without_string_id()
         ]
         with_sequence = proteins.count_with_sequence()

@@ -1,16 +1,17 @@
-# The run's report. Not part of `all`: it is built only when asked for, with
-#   snakemake report --report report.html --report-after-run
+# The report of what the graph holds. Not part of `all`: it is built only when asked for,
+# with (the README's command, run by tests/test_report.py)
+#   snakemake --cores 8 report --report report.html --report-after-run
 # so that a plain run pays nothing for it.
 
 
 rule report:
     input:
-        manifest=RUN / "export" / "manifest.json",
-        summary=RUN / "summary.json",
-        run_record=RUN / "run.json",
-        embeddings=RUN / "embeddings.parquet",
-        rejects=RUN / "rejects.parquet",
-        receipt=RUN / "load" / "receipt.json",
+        graph_vectors=rules.snapshot_graph.output.vectors,
+        graph_rejects=rules.snapshot_graph.output.rejects,
+        graph_summary=rules.snapshot_graph.output.summary,
+        summary=rules.merge_shards.output.summary,
+        run_record=rules.merge_shards.output.run_record,
+        receipt=rules.load_vectors.output.receipt,
     output:
         summary=report(
             RUN / "report" / "summary.html",
@@ -35,6 +36,18 @@ rule report:
             caption="../report/projection.rst",
             category="2. Plots",
             labels={"plot": "PCA projection"},
+        ),
+        reasons=report(
+            RUN / "report" / "reasons.png",
+            caption="../report/reasons.rst",
+            category="3. Rejects",
+            labels={"plot": "reasons"},
+        ),
+        scores=report(
+            RUN / "report" / "scores.png",
+            caption="../report/scores.rst",
+            category="4. Neighbour quality",
+            labels={"plot": "neighbour scores"},
         ),
         rejects=report(
             RUN / "report" / "rejects.html",
