@@ -47,7 +47,13 @@ def test_parent_workflow_runs_ours_as_a_module_and_consumes_its_outputs(
     assert done.returncode == 0, done.stderr[-4000:]
 
     # Ours ran under the parent's names, with the parent's config section.
-    for rule in ("export_sequences", "embed_shard", "merge_shards", "load_vectors"):
+    for rule in (
+        "export_sequences",
+        "embed_shard",
+        "merge_shards",
+        "load_vectors",
+        "snapshot_graph",
+    ):
         assert f"rule protembed_{rule}:" in done.stderr
     run = parent / "results" / "protembed" / PROPERTY
     assert sorted(p.name for p in (run / "embed").glob("shard-?.parquet")) == [
@@ -70,7 +76,7 @@ def test_parent_workflow_runs_ours_as_a_module_and_consumes_its_outputs(
         assert dimension == "400" and abs(float(total) - 1) < 1e-5
     methods = (parent / "analysis" / "methods.txt").read_text()
     assert f"protembed {__version__} (kmer-2, revision kmer-counting-1" in methods
-    assert f"for {len(proteins)} proteins" in methods
+    assert f"float32) for {len(proteins)} proteins" in methods
 
     # The merged Parquet names the run record beside it, which says what made the vectors.
     metadata = parquet_io.read_metadata(run / "embeddings.parquet")
@@ -111,6 +117,9 @@ def test_parent_workflow_runs_ours_as_a_module_and_consumes_its_outputs(
     assert record["compute"]["shards"] == [] and record["versions"]["protembed"] == __version__
     metadata = parquet_io.read_metadata(run / "embeddings.parquet")
     assert metadata == {"run_record": "run.json"}
+    # The parent's outputs still describe the graph: every protein, not this run's none.
+    assert len((parent / "analysis" / "vectors.tsv").read_text().splitlines()) == n
+    assert f"for {n} proteins" in (parent / "analysis" / "methods.txt").read_text()
 
 
 def test_module_paths_resolve_from_the_module_not_the_working_directory(tmp_path):
@@ -137,5 +146,6 @@ def test_module_paths_resolve_from_the_module_not_the_working_directory(tmp_path
         "protembed_embed_shard": embed_env,
         "protembed_merge_shards": graph_env,
         "protembed_load_vectors": graph_env,
+        "protembed_snapshot_graph": graph_env,
         "protembed_report": str(REPO / "envs" / "report.yaml"),
     }
