@@ -150,3 +150,29 @@ def test_pyeed_style_calls_by_id_and_by_vector(tmp_path, tiny_esm2, database, sy
             proteins.vector("NOPE")
         with pytest.raises(UserError, match="the query vector has 3 values; .* holds 32"):
             proteins.nearest_to([1.0, 2.0, 3.0])
+
+
+def test_pyeed_index_name_and_pyeeds_own_query(tmp_path, tiny_esm2, database, synechocystis):
+    """A graph without PyEED's index gets one under the name PyEED's code asks for."""
+    seed(database, synechocystis)
+    config = {
+        "results": str(tmp_path),
+        "shards": 1,
+        "model": {"name": str(tiny_esm2), "property": "embedding"},
+        "graph": {"vector_index": {"name": "vector_index_Protein_embedding"}},
+    }
+    protembed.embed_graph(config, progress=False)
+    query = synechocystis[0]["accession_id"]
+    # PyEED's EmbeddingTool.find_nearest_neighbors_based_on_vector_index, as it queries.
+    records = database.execute_query(
+        "MATCH (source:Protein {accession_id: $id}) WITH source.embedding AS embedding "
+        "CALL db.index.vector.queryNodes('vector_index_Protein_embedding', 5, embedding) "
+        "YIELD node AS fprotein, score RETURN fprotein.accession_id AS id, score",
+        id=query,
+    ).records
+    assert len(records) == 5 and records[0]["id"] in (query, "COPY_OF_FIRST")
+    with protembed.open_graph(config) as proteins:
+        assert proteins.vector_index().name == "vector_index_Protein_embedding"
+        assert [i for i, _ in proteins.nearest_neighbours(query, k=4)] == [
+            r["id"] for r in records if r["id"] != query
+        ][:4]

@@ -217,6 +217,9 @@ class VectorIndexSettings:
     hnsw_m: int = 16
     hnsw_ef_construction: int = 100
     quantization: bool = True
+    # The name of an index we create (None: <label>_<property>); an existing index on the
+    # property keeps its own name.
+    name: str | None = None
 
     SIMILARITY_FUNCTIONS = ("cosine", "euclidean")
     HNSW_M = (1, 512)
@@ -231,6 +234,7 @@ class VectorIndexSettings:
             hnsw.get("m", cls.hnsw_m),
             hnsw.get("ef_construction", cls.hnsw_ef_construction),
             settings.get("quantization", cls.quantization),
+            settings.get("name"),
         )
 
     def problems(self) -> list[str]:
@@ -570,7 +574,8 @@ class ProteinGraph:
         self.check_vector_index(dimension, create=True, settings=settings)
         index = self.vector_index()
         if index is None:
-            name = identifier(f"{self.label}_{self.vector_property}", "vector index name")
+            name = settings.name or f"{self.label}_{self.vector_property}"
+            name = identifier(name, "graph.vector_index.name")
             self._execute(
                 self._query("create_vector_index", index=name),
                 dimension=dimension,
