@@ -12,6 +12,7 @@ what it covers, never by the name we would have given it; a vector is written on
 node that still holds the sequence it was made from.
 """
 
+import difflib
 import logging
 import os
 import time
@@ -28,6 +29,9 @@ from .errors import UserError
 from .names import identifier
 
 log = logging.getLogger(__name__)
+
+# A server that does not answer a new connection within this is reported as unreachable.
+CONNECT_TIMEOUT_S = 5
 
 # Neo4j's vector indexes hold 1 to 4,096 dimensions.
 MAX_INDEX_DIMENSIONS = 4096
@@ -96,6 +100,7 @@ def connect(connection: Connection) -> neo4j.Driver:
         driver = neo4j.GraphDatabase.driver(
             connection.uri,
             auth=auth,
+            connection_timeout=CONNECT_TIMEOUT_S,
             # "property key does not exist" on every first run: noise, not news.
             notifications_disabled_classifications=["UNRECOGNIZED"],
         )
@@ -104,8 +109,11 @@ def connect(connection: Connection) -> neo4j.Driver:
             f"NEO4J_URI {connection.uri!r} is not a valid Neo4j URI: {error}"
         ) from error
     try:
-        # One query checks the server, the credentials and the database at once.
-        driver.execute_query("RETURN 1", database_=connection.database)
+        # One query checks the server, the credentials and the database at once. An
+        # auto-commit query, not execute_query: that one retries an unreachable server for
+        # 30 s, which suits a blip in the middle of a run, not a server that is down.
+        with driver.session(database=connection.database) as session:
+            session.run("RETURN 1").consume()
     except AuthError as error:
         driver.close()
         raise UserError(
@@ -329,6 +337,12 @@ QUERIES = {
     "without_string_id": "MATCH (p:{label}) USING SCAN p:{label} "
     "WHERE p.{sequence} IS NOT NULL AND NOT p.{id} IS :: STRING NOT NULL "
     "RETURN elementId(p) AS node, p.{id} IS NULL AS missing",
+    "has_label": "MATCH (p:{label}) RETURN 1 AS found LIMIT 1",
+    "has_property": "MATCH (p:{label}) WHERE p.{property} IS NOT NULL RETURN 1 AS found LIMIT 1",
+    # The property keys of a sample of the label's nodes: the names a typo was meant to be.
+    "label_keys": "MATCH (p:{label}) WITH p LIMIT 1000 UNWIND keys(p) AS key "
+    "RETURN collect(DISTINCT key) AS keys",
+    "labels": "CALL db.labels() YIELD label RETURN collect(label) AS labels",
     "count_with_sequence": "MATCH (p:{label}) WHERE p.{sequence} IS NOT NULL RETURN count(p) AS n",
     "count_with_vector": "MATCH (p:{label}) WHERE p.{vector} IS NOT NULL RETURN count(p) AS n",
     "stored_space": "MATCH (p:{label}) "
@@ -479,6 +493,30 @@ class ProteinGraph:
         if self.vector_property is None:
             raise ValueError("this ProteinGraph names no vector_property")
         return self.vector_property
+
+    # -- names ------------------------------------------------------------------------
+
+    def check_names(self, extra: dict[str, str | None] | None = None) -> None:
+        """The label, the id and sequence properties (and the `extra` {setting: property}
+        given) are each held by at least one node: a typo is refused here, naming what
+        exists, nearest first, before anything is read or written."""
+        if not self._read("has_label"):
+            labels = self._execute(QUERIES["labels"], read=True)[0][0]["labels"]
+            raise UserError(
+                f"no node has the label {self.label!r} (graph.label); "
+                + _nearest("labels in the database", self.label, labels)
+            )
+        wanted = {"graph.id_property": self.id_property}
+        wanted["graph.sequence_property"] = self.sequence_property
+        wanted.update({k: v for k, v in (extra or {}).items() if v})
+        for setting, name in wanted.items():
+            query = self._query("has_property", property=identifier(name, setting))
+            if not self._execute(query, read=True)[0]:
+                keys = self._read("label_keys")[0]["keys"]
+                raise UserError(
+                    f"no {self.label} node has the property {name!r} ({setting}); "
+                    + _nearest(f"properties of {self.label} nodes", name, keys)
+                )
 
     # -- schema -----------------------------------------------------------------------
 
@@ -850,6 +888,17 @@ class ProteinGraph:
         query = self._query("add_proteins")
         for start in range(0, len(proteins), batch_size):
             self._execute(query, rows=proteins[start : start + batch_size])
+
+
+def _nearest(what: str, name: str, names: list[str]) -> str:
+    """`what`: the names, the most similar to `name` first."""
+    if not names:
+        return f"there are no {what}"
+    ranked = sorted(
+        names, key=lambda n: -difflib.SequenceMatcher(None, name.lower(), n.lower()).ratio()
+    )
+    shown = ", ".join(ranked[:8]) + (", ..." if len(ranked) > 8 else "")
+    return f"{what}, nearest first: {shown}"
 
 
 def _vector_page(rows: list) -> tuple[np.ndarray, list]:

@@ -50,3 +50,35 @@ def snakemake_job(snakemake):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+@contextmanager
+def refuse_user_errors():
+    """Where snakemake itself runs a check: a UserError is one line and exit status 1."""
+    try:
+        yield
+    except UserError as error:
+        print(f"protembed: error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def say_what_the_graph_holds(run_summary, graph_summary) -> None:
+    """One line on the console after a run: this run's counts and what the graph holds,
+    so that a run with nothing to embed says so."""
+    import json
+    from pathlib import Path
+
+    if not (Path(run_summary).is_file() and Path(graph_summary).is_file()):
+        return  # a run of other targets (e.g. a dry run of one rule)
+    run = json.loads(Path(run_summary).read_text())
+    held = json.loads(Path(graph_summary).read_text())
+    nothing = "nothing needed a vector: " if run["exported"] == 0 else ""
+    print(
+        f"protembed: {nothing}this run embedded {run['embedded']}, rejected {run['rejected']}, "
+        f"found {run['up_to_date']} up to date; {held['label']}.{held['property']} now holds "
+        f"{held['vectors']} vectors and {held['rejected']} rejections "
+        f"({held['without_vector']} of {held['proteins_with_sequence']} proteins with a "
+        "sequence still without)",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -22,6 +22,7 @@ import numpy as np
 from . import graph, steps
 from .config import load_config
 from .names import vector_property
+from .preflight import check_before_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +52,7 @@ def embed_graph(config: str | Path | dict, *, progress: bool = True) -> dict:
     under `load`.
     """
     config = load_config(config)
+    check_before_run(config)
     run = run_directory(config)
     shards = range(config["shards"])
     manifest = run / "export" / "manifest.json"

@@ -33,11 +33,15 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
     sequence (identical sequences share a shard) from its spill file once the graph has
     been read.
     """
+    from .preflight import check_model
+
+    check_model(config["model"])
     counts = defaultdict(int)
     with (
         graph.ProteinGraph.from_config(config) as proteins,
         ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill,
     ):
+        proteins.check_names()  # before any schema is made for a label no node has
         _check_before_embedding(config, proteins)
         rejects = [
             _reject(node, None, None, f"{reason} (id shown is the node's elementId)")

@@ -33,3 +33,19 @@ def token_budget_divisor(wildcards, attempt):
 # Export, merge and load run where snakemake runs, not as cluster jobs, when compute nodes
 # cannot reach Neo4j (execution.local_graph_steps).
 LOCAL_GRAPH_STEPS = config["execution"]["local_graph_steps"]
+
+
+# A user's mistake (a typo'd label, a model that is not there, a server that is down) is
+# reported in one line before any job runs, so no profile's `retries` repeats it.
+onstart:
+    from protembed.jobs import refuse_user_errors
+    from protembed.preflight import check_before_run
+
+    with refuse_user_errors():
+        check_before_run(config)
+
+
+onsuccess:
+    from protembed.jobs import say_what_the_graph_holds
+
+    say_what_the_graph_holds(RUN / "summary.json", RUN / "graph" / "summary.json")
