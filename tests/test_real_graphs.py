@@ -12,6 +12,7 @@ import pytest
 from test_graph_incremental import run_steps
 from workflow_runner import read_json, run_workflow, write_config
 
+import protembed
 from protembed import graph
 from protembed.config import load_config
 from protembed.sequences import sequence_sha256
@@ -146,6 +147,26 @@ def test_a_pyeed_graph_is_embedded_and_answers_pyeeds_own_query(
     exact = cosine_ranking(stored, query)
     assert {r["fprotein.accession_id"] for r in neighbours} <= set(exact[:10])
     assert notifications_in_logs(run) == []
+
+    # The README's PyEED table, call by call, on this PyEED-made graph.
+    config = tmp_path / "config.yaml"
+    ids, matrix, _, _ = protembed.read_embeddings(config)
+    assert sorted(ids) == sorted(stored) and matrix.shape == (40, 1280)
+    with protembed.open_graph(config) as proteins:
+        # get_embedding(id)
+        np.testing.assert_array_equal(proteins.vector(query), np.float32(stored[query]))
+        # find_nearest_neighbors_based_on_vector_index(id): the same index, without the query
+        ours = proteins.nearest_neighbours(query, k=4)
+        theirs = [
+            r["fprotein.accession_id"] for r in neighbours if r["fprotein.accession_id"] != query
+        ]
+        assert {i for i, _ in ours} == set(theirs[:4])
+        # queryNodes(index, k, vector)
+        assert proteins.nearest_to(stored[query], k=5)[0][0] == query
+    # find_closest_matches_simple(id, n): exact cosine over read_embeddings' matrix
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    closest = [ids[i] for i in np.argsort(-(unit @ unit[ids.index(query)]))[:10]]
+    assert closest == exact[:10]
 
 
 def cosine_ranking(vectors: dict[str, list[float]], query: str) -> list[str]:
