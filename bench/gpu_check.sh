@@ -13,9 +13,9 @@
 # Python: the checkout's .venv where it has a CUDA torch, else the machine's python3 (PYTHON
 # overrides). The packages the machine lacks come from wheels carried in $WHEELS (default
 # .whl/, an ignored folder; fill it here with `pip download --no-deps -d .whl ...` for the
-# lock's transformers, neo4j, jsonschema, referencing, jsonschema-specifications, rpds-py,
-# pytz and biopython), installed with --no-index into a scratch folder, never over the
-# machine's own. Results go to $OUT (default gpu-check/) as they come.
+# lock's transformers, neo4j, jsonschema, referencing, jsonschema-specifications, rpds-py
+# and pytz), installed with --no-index into a scratch folder, never over the machine's own.
+# Results go to $OUT (default gpu-check/) as they come.
 #
 #   bench/gpu_check.sh                                      # everything
 #   FASTA=.gl/proteome.fasta PEAK_TFLOPS=989 bench/gpu_check.sh

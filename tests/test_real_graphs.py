@@ -51,7 +51,7 @@ def make_pyeed_schema(env: dict, how: str, driver) -> None:
     if how == "neomodel":
         if not PYEED_PYTHON.is_file():
             pytest.fail(
-                f"{PYEED_PYTHON} is missing: run `make bootstrap` (it builds the neomodel "
+                f"{PYEED_PYTHON} is missing: run `make bootstrap` (it builds the PyEED "
                 "environment from tests/support/pyeed/requirements.lock)"
             )
         script = REPO / "tests" / "support" / "pyeed" / "make_schema.py"

@@ -32,12 +32,17 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
   touch "$stamp"
 fi
 
-# PyEED's schema in the tests is made by neomodel, as PyEED makes it; neomodel pins another
-# neo4j driver than ours, so it gets an environment of its own.
+# A PyEED user's environment: neomodel 7 (which makes PyEED's schema in the tests, and needs
+# neo4j 6.1.x), PyEED's own dependencies and ours, locked together; protembed is installed
+# into it from this checkout with dependency resolution, which finds everything already
+# there (tests/test_pyeed_env.py checks that it added nothing but protembed).
 pyeed_stamp=.venv-pyeed/.installed
-if [ ! -f "$pyeed_stamp" ] || [ tests/support/pyeed/requirements.lock -nt "$pyeed_stamp" ]; then
-  "$(find_python)" -m venv .venv-pyeed
-  .venv/bin/uv pip sync --quiet --python .venv-pyeed/bin/python tests/support/pyeed/requirements.lock
+if [ ! -f "$pyeed_stamp" ] || [ tests/support/pyeed/requirements.lock -nt "$pyeed_stamp" ] \
+   || [ pyproject.toml -nt "$pyeed_stamp" ] || [ tools/bootstrap.sh -nt "$pyeed_stamp" ]; then
+  "$(find_python)" -m venv --clear --without-pip .venv-pyeed
+  .venv/bin/uv pip sync --quiet --compile-bytecode --python .venv-pyeed/bin/python \
+    tests/support/pyeed/requirements.lock
+  .venv/bin/uv pip install --quiet --python .venv-pyeed/bin/python --editable .
   touch "$pyeed_stamp"
 fi
 

@@ -24,7 +24,7 @@ from .adapters import load_adapter, resolve_device
 from .adapters.base import PRECISIONS, Adapter
 from .embedding import Embedded, EmbeddingKind, default_tokens_per_batch, embed_sequences
 from .errors import RejectedSequence, UserError
-from .sequences import sequence_sha256
+from .sequences import fasta_accession, read_fasta, sequence_sha256
 
 LONG_SEQUENCE_POLICIES = ("chunk", "truncate", "reject")
 ERROR_MODES = ("raise", "nan", "skip")
@@ -92,17 +92,9 @@ class Records:
 
     @classmethod
     def from_fasta(cls, path: str | Path) -> "Records":
-        """UniProt headers (`sp|P14835|PSBH_SYNY3 ...`) give the accession between the bars."""
-        from Bio import SeqIO
-
-        if not Path(path).is_file():
-            raise UserError(f"FASTA file {path} does not exist")
-        ids, sequences = [], []
-        for record in SeqIO.parse(str(path), "fasta"):
-            parts = record.id.split("|")
-            ids.append(parts[1] if len(parts) >= 3 else record.id)
-            sequences.append(str(record.seq))
-        return cls(ids, sequences)
+        """Ids from the headers as `sequences.fasta_accession` reads them."""
+        records = read_fasta(path)
+        return cls([fasta_accession(header) for header, _ in records], [s for _, s in records])
 
 
 class Embedder:

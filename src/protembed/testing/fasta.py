@@ -3,21 +3,17 @@
 import re
 from pathlib import Path
 
-from Bio import SeqIO
+from ..sequences import fasta_accession, read_fasta
 
 _ATTRIBUTE = re.compile(r"(\w+)=(\S+)")
 
 
 def read_proteins(path: str | Path, attributes: tuple[str, ...] = ()) -> list[dict]:
-    """One dict per record: accession_id, sequence and the named `key=value` header fields.
-
-    UniProt headers (`sp|P14835|PSBH_SYNY3 ...`) give the accession between the bars.
-    """
+    """One dict per record: accession_id (as `fasta_accession` reads it), sequence and the
+    named `key=value` header fields."""
     proteins = []
-    for record in SeqIO.parse(str(path), "fasta"):
-        parts = record.id.split("|")
-        accession = parts[1] if len(parts) >= 3 else record.id
-        fields = dict(_ATTRIBUTE.findall(record.description))
+    for header, sequence in read_fasta(path):
+        fields = dict(_ATTRIBUTE.findall(header))
         wanted = {key: fields[key] for key in attributes if key in fields}
-        proteins.append(wanted | {"accession_id": accession, "sequence": str(record.seq)})
+        proteins.append(wanted | {"accession_id": fasta_accession(header), "sequence": sequence})
     return proteins

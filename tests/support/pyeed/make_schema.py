@@ -1,7 +1,8 @@
 """PyEED's schema, made the way PyEED makes it: neomodel's install_labels on a node class
 with the properties of PyEED's `Protein` (pyeed/model.py).
 
-Runs in its own environment (.venv-pyeed: neomodel pins another neo4j driver than ours).
+Runs in .venv-pyeed, a PyEED user's environment: neomodel 7 needs neo4j 6.1.x, the main
+environment's lock a later driver.
 Connection from NEO4J_URI, NEO4J_USERNAME and NEO4J_PASSWORD, as everywhere else.
 """
 
