@@ -455,7 +455,7 @@ def plot_projection(vectors: np.ndarray, labels: list, color_by: str | None, pat
         shown = [labels[r] for r in rows]
         result = {"points": len(rows), "variance_explained": [round(float(s), 4) for s in share]}
         frequent = [lab for lab, _ in Counter(x for x in shown if x is not None).most_common()]
-        coloured = frequent[:COLOURED_LABELS]
+        coloured = sorted(frequent[:COLOURED_LABELS], key=str)  # the legend in order
         palette = plt.get_cmap("tab20" if len(coloured) > 10 else "tab10")
         keys = np.array([str(x) if x in coloured else "" for x in shown])
         if "" in keys:
