@@ -26,15 +26,13 @@ import numpy as np
 from neo4j.exceptions import AuthError, ClientError, ServiceUnavailable
 
 from .errors import UserError
-from .names import identifier
+from .names import MAX_INDEX_DIMENSIONS, identifier
 
 log = logging.getLogger(__name__)
 
 # A server that does not answer a new connection within this is reported as unreachable.
 CONNECT_TIMEOUT_S = 5
 
-# Neo4j's vector indexes hold 1 to 4,096 dimensions.
-MAX_INDEX_DIMENSIONS = 4096
 
 # Provenance stored beside each vector as <property>_<suffix>: these are the same for
 # every vector of a run (from the embeddings' Parquet metadata); sequence_sha256 and

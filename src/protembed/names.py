@@ -3,6 +3,10 @@
 import re
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The weight-free k-mer baseline's model names: kmer-1, kmer-2 (k-mer composition).
+KMER_NAME = re.compile(r"kmer[-_]?(\d+)$")
+# Neo4j's vector indexes hold 1 to 4,096 dimensions.
+MAX_INDEX_DIMENSIONS = 4096
 
 
 def identifier(name: str, what: str) -> str:

@@ -6,11 +6,11 @@ Light on imports (no torch until a model is loaded): the Snakefile reads `enviro
 import importlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
+from ..names import KMER_NAME
 
 if TYPE_CHECKING:
     from .base import Adapter
@@ -93,7 +93,6 @@ _KNOWN_DIMENSIONS = {
     "esm3": 1536,
     "prot_t5_xl": 1024,
 }
-_KMER = re.compile(r"kmer[-_]?(\d+)$")
 
 
 def expected_dimension(name: str) -> int | None:
@@ -108,7 +107,7 @@ def expected_dimension(name: str) -> int | None:
             for key in ("hidden_size", "d_model"):
                 if isinstance(config.get(key), int):
                     return config[key]
-    kmer = _KMER.search(name.lower())
+    kmer = KMER_NAME.search(name.lower())
     if kmer:
         return 20 ** int(kmer.group(1))
     lowered = name.lower()

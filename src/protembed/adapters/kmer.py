@@ -9,20 +9,18 @@ protein's residues is exactly the k-mer frequency vector. k-mers holding anythin
 20 standard residues (X, B, Z, U, O) are not counted.
 """
 
-import re
 from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ..errors import RejectedSequence, UserError
+from ..names import KMER_NAME, MAX_INDEX_DIMENSIONS
 from .base import Adapter
 
 STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 _CODE = np.full(256, -1, dtype=np.int64)
 _CODE[np.frombuffer(STANDARD_RESIDUES.encode(), dtype=np.uint8)] = np.arange(20)
-_NAME = re.compile(r"kmer[-_]?(\d+)$")
-MAX_DIMENSIONS = 4096  # Neo4j's limit for vector indexes
 
 
 class KmerAdapter(Adapter):
@@ -39,12 +37,12 @@ class KmerAdapter(Adapter):
     revision: ClassVar[str] = "kmer-counting-1"
 
     def __init__(self, name: str, device: torch.device):
-        match = _NAME.search(name.lower())
+        match = KMER_NAME.search(name.lower())
         k = int(match.group(1)) if match else 0
-        if k < 1 or 20**k > MAX_DIMENSIONS:
+        if k < 1 or 20**k > MAX_INDEX_DIMENSIONS:
             raise UserError(
                 f"k-mer model {name!r}: use kmer-1 (20 dimensions) or kmer-2 (400); "
-                f"20^k must stay within Neo4j's {MAX_DIMENSIONS} vector dimensions"
+                f"20^k must stay within Neo4j's {MAX_INDEX_DIMENSIONS} vector dimensions"
             )
         self.name = name
         self.k = k
