@@ -60,7 +60,12 @@ def test_embed_graph_leaves_the_graph_as_the_workflow_does(
     assert len(by_snakemake[0]) == 62 and by_snakemake[0]["BAD_CHARACTERS"][f"{PROPERTY}_rejected"]
 
     seed(database, synechocystis)
-    config = {"results": str(tmp_path / "in_process"), "shards": 3, "model": model}
+    config = {
+        "results": str(tmp_path / "in_process"),
+        "shards": 3,
+        "min_proteins_per_shard": 1,  # as write_config has it
+        "model": model,
+    }
     summary = protembed.embed_graph(config, progress=False)
     assert graph_state(database) == by_snakemake
     assert summary["embedded"] == 61 and summary["rejected"] == 1

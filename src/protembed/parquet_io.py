@@ -35,7 +35,7 @@ SHARD_SCHEMA = pa.schema(
 # Export's temporary files: one row per exported protein, before grouping by sequence.
 SPILL_SCHEMA = pa.schema(
     [
-        ("shard", pa.int32()),
+        ("position", pa.uint32()),  # sharding.position of the sequence's hash
         ("sequence_sha256", pa.string()),
         ("sequence", pa.large_string()),
         ("id", pa.string()),
