@@ -127,7 +127,7 @@ def assert_recovered(driver, reference, directory, written_before: int = 0) -> N
 
 def lock_middle_of_load(driver, directory):
     """Lock a protein half-way through the load's order (shard by shard, as merged)."""
-    export = directory / "results" / PROPERTY / "export"
+    export = directory / "results" / PROPERTY / "export" / "shards"
     ids = [
         i
         for shard in (0, 1)
@@ -280,7 +280,7 @@ def test_neo4j_crashed_during_export(server, case, reference):
         or "protembed: error: cannot reach Neo4j at" in broken.stderr
     )
     export = directory / "results" / PROPERTY / "export"
-    assert not list(export.glob("*.json")) and not list(export.glob("*.parquet"))
+    assert not list(export.glob("*.json")) and not list(export.rglob("*.parquet"))
 
     restart = faults.restart(server, server.data_dir)
     with connect(server) as fresh:
