@@ -125,15 +125,10 @@ class Records:
         if not Path(path).is_file():
             raise UserError(f"FASTA file {path} does not exist")
         ids, sequences = [], []
-        try:
-            for record in SeqIO.parse(str(path), "fasta"):
-                parts = record.id.split("|")
-                ids.append(parts[1] if len(parts) >= 3 else record.id)
-                sequences.append(str(record.seq))
-        except ValueError as error:  # Biopython's word for text before the first record
-            raise UserError(f"{path} is not a FASTA file: {str(error).splitlines()[0]}") from None
-        if not ids:
-            raise UserError(f"{path} is not a FASTA file: no line starts with '>'")
+        for record in SeqIO.parse(str(path), "fasta"):
+            parts = record.id.split("|")
+            ids.append(parts[1] if len(parts) >= 3 else record.id)
+            sequences.append(str(record.seq))
         return cls(ids, sequences)
 
 
@@ -471,7 +466,10 @@ def _sequences_to_encode(sequences) -> list:
     """encode's input as a list: a Path is a FASTA file to read; a string naming a file is
     refused, as a sequence it would only be rejected for its dots and slashes."""
     if isinstance(sequences, Path):
-        return Records.from_fasta(sequences).sequences
+        records = Records.from_fasta(sequences).sequences
+        if not records:
+            raise UserError(f"FASTA file {sequences} holds no record (no line starts with '>')")
+        return records
     if isinstance(sequences, str):
         if os.path.isfile(sequences):
             raise UserError(
