@@ -9,6 +9,7 @@ from transformers import AutoTokenizer, EsmModel
 from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph
+from protembed.testing.local_neo4j import LTS
 
 PROPERTY = "embedding_tiny_esm2"
 
@@ -103,6 +104,9 @@ def test_pipeline_end_to_end_and_second_run_writes_nothing(tmp_path, tiny_esm2, 
     assert vectors_in_graph(database) == stored
 
 
+# On the LTS server only: how many jobs is decided from the export's count, and the graph
+# reads behind that count are checked on both lines by the test above; 20 embed jobs cost.
+@pytest.mark.parametrize("neo4j_server", [LTS], indirect=True, ids=[f"neo4j-{LTS}"])
 def test_embed_jobs_follow_the_work(tmp_path, database, synechocystis):
     """At most `shards` embed jobs, each of at least min_proteins_per_shard proteins: a
     large export uses them all, a one-protein update one, an up-to-date graph none."""
@@ -130,3 +134,6 @@ def test_embed_jobs_follow_the_work(tmp_path, database, synechocystis):
 
     assert embed_jobs("--forcerun", "export_sequences") == 0
     assert read_json(run / "load" / "receipt.json")["written"] == 0
+    # After a finished run, a plain snakemake has nothing to do.
+    plan = run_workflow(tmp_path, "--dry-run")
+    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout[-3000:]
