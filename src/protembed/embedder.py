@@ -464,7 +464,7 @@ class Embedder:
 
 def _sequences_to_encode(sequences) -> list:
     """encode's input as a list: a Path is a FASTA file to read; a string naming a file is
-    refused, as a sequence it would only be rejected for its dots and slashes."""
+    refused, since it was meant as a path and would be embedded (or rejected) as letters."""
     if isinstance(sequences, Path):
         records = Records.from_fasta(sequences).sequences
         if not records:
