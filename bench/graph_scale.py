@@ -32,9 +32,9 @@ import json, time
 from protembed import steps
 from protembed.config import load_config
 config = load_config({config!r})
-shards = [{directory!r} + f"/shard-{{i}}.parquet" for i in range(config["shards"])]
+config["min_proteins_per_shard"] = 1  # every shard of config.yaml, as before the floor
 started = time.perf_counter()
-manifest = steps.export(config, {directory!r} + "/manifest.json", shards)
+manifest = steps.export(config, {directory!r} + "/manifest.json", {directory!r} + "/shards")
 print(json.dumps({{"seconds": time.perf_counter() - started, "exported": manifest["exported"],
                   "unique": manifest["unique_sequences"]}}))
 """

@@ -58,6 +58,7 @@ JOB_IMPORTS = (
 def run_config(model_dir: Path, shards: int, vector_property: str) -> dict:
     config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
     config["shards"] = shards
+    config["min_proteins_per_shard"] = 1  # --shards embed jobs, however few the proteins
     config["results"] = "results"
     config["model"].update(name=str(model_dir), device="cpu", property=vector_property)
     return config
@@ -94,11 +95,11 @@ def steps_in_process(directory: Path, config: dict) -> dict[str, float]:
     validate(config, str(SCHEMA))  # fills in the schema's defaults, as the Snakefile does
     run = directory / "run"
     run.mkdir(parents=True)
-    shards = [str(run / f"shard-{i}.parquet") for i in range(config["shards"])]
     timings = {}
     started = time.perf_counter()
-    steps.export(config, str(run / "manifest.json"), shards)
+    manifest = steps.export(config, str(run / "manifest.json"), str(run / "shards"))
     timings["export"] = time.perf_counter() - started
+    shards = [shard["path"] for shard in manifest["shards"]]
     embedded, rejects = [], []
     for i, shard in enumerate(shards):
         embedded.append(str(run / f"embedded-{i}.parquet"))

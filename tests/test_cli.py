@@ -16,12 +16,17 @@ PROTEMBED = Path(sys.executable).with_name("protembed")
 
 @pytest.fixture
 def embedded(tmp_path, database, synechocystis) -> tuple[Path, str]:
-    """20 proteins and a copy of the first, embedded with kmer-2; the config file used."""
+    """20 proteins, a copy of the first and one that kmer-2 rejects, embedded with kmer-2,
+    then one without a sequence and one added since; the config file used."""
     proteins = synechocystis[:20]
     copy = {"accession_id": "COPY_OF_FIRST", "sequence": proteins[0]["sequence"]}
-    graph.ProteinGraph(database).add_proteins([*proteins, copy])
+    rejected = {"accession_id": "REJECTED", "sequence": "X"}  # no 2-mer to count
+    graph.ProteinGraph(database).add_proteins([*proteins, copy, rejected])
     config = kmer_config()
     run_steps(config, tmp_path / "run")
+    added = {"accession_id": "ADDED_SINCE", "sequence": "MKTAYIAKQR"}
+    graph.ProteinGraph(database).add_proteins([added])
+    database.execute_query("CREATE (:Protein {accession_id: 'NO_SEQUENCE'})")
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"graph": config["graph"], "model": {"name": "kmer-2"}}))
     return path, proteins[0]["accession_id"]
@@ -45,11 +50,28 @@ def test_neighbours_prints_ids_and_scores_best_first(embedded, neo4j_env):
     assert query not in {protein_id for protein_id, _ in rows}
 
 
-def test_neighbours_of_an_unknown_protein_is_one_error_line(embedded, capsys):
+@pytest.mark.parametrize(
+    ("accession", "why"),
+    [
+        ("NO_SUCH_PROTEIN", "no Protein has accession_id 'NO_SUCH_PROTEIN'; is the id right?"),
+        (
+            "REJECTED",
+            "Protein 'REJECTED' has no embedding_kmer_2 vector: the model rejected its sequence "
+            "(no 2-mer of the 20 standard amino acids to count in 1 residues)",
+        ),
+        (
+            "ADDED_SINCE",
+            "Protein 'ADDED_SINCE' has no embedding_kmer_2 vector yet (added, or its sequence "
+            "changed, since this model's last run): run the workflow (snakemake --forcerun "
+            "export_sequences)",
+        ),
+        ("NO_SEQUENCE", "Protein 'NO_SEQUENCE' has no sequence, so nothing to embed"),
+    ],
+)
+def test_neighbours_without_a_vector_says_why_in_one_line(embedded, capsys, accession, why):
     config, _ = embedded
-    assert main(["neighbours", "NO_SUCH_PROTEIN", "--config", str(config)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("protembed: error: Protein 'NO_SUCH_PROTEIN' has no embedding_kmer_2")
+    assert main(["neighbours", accession, "--config", str(config)]) == 1
+    assert capsys.readouterr().err == f"protembed: error: {why}\n"
 
 
 def test_neighbours_needs_the_connection_from_the_environment(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,8 @@ cache, precision, PyEED's embedding types, worker processes, and equality with t
 workflow's embed step."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -213,3 +215,94 @@ def test_two_cpu_workers_give_the_vectors_of_one(tiny_esm2, synechocystis):
         worker_pids = {w.submit(os.getpid).result() for w in spread._workers}
     assert len(worker_pids) == 2
     np.testing.assert_allclose(shared, alone, atol=1e-6, equal_nan=True)
+
+
+def test_encode_reads_a_fasta_path_and_refuses_a_file_name_string(embedder, tmp_path):
+    fasta = tmp_path / "two.fasta"
+    fasta.write_text(f">sp|P1|ONE\n{GOOD}\n>P2 second\n{GOOD[:30]}\n")
+    np.testing.assert_array_equal(embedder.encode(fasta), embedder.encode([GOOD, GOOD[:30]]))
+    with pytest.raises(UserError) as refused:
+        embedder.encode(str(fasta))
+    assert str(refused.value) == (
+        f"{str(fasta)!r} is a file, not a sequence: encode(pathlib.Path({str(fasta)!r})) "
+        "reads a FASTA file, encode_records reads one with its ids"
+    )
+    (tmp_path / "empty.fasta").touch()
+    with pytest.raises(UserError, match="FASTA file .*empty.fasta holds no record"):
+        embedder.encode(tmp_path / "empty.fasta")
+
+
+def test_sentence_transformers_keywords(embedder):
+    sequences = [GOOD, GOOD[:40], LONG]
+    plain = embedder.encode(sequences)
+    unit = embedder.encode(sequences, normalize_embeddings=True)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(unit * np.linalg.norm(plain, axis=1, keepdims=True), plain, 1e-6)
+    one = embedder.encode(GOOD, normalize_embeddings=True)
+    assert one.shape == (32,) and abs(np.linalg.norm(one) - 1) < 1e-6
+    with_nan = embedder.encode([GOOD, BAD], errors="nan", normalize_embeddings=True)
+    assert np.isnan(with_nan[1]).all() and abs(np.linalg.norm(with_nan[0]) - 1) < 1e-6
+
+    tensor = embedder.encode(sequences, convert_to_tensor=True)
+    assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32
+    np.testing.assert_array_equal(tensor.numpy(), plain)
+    assert isinstance(embedder.encode(sequences, convert_to_numpy=True), np.ndarray)
+    with pytest.raises(UserError, match="returns a NumPy array, or a torch.Tensor with convert_"):
+        embedder.encode(sequences, convert_to_numpy=False)
+
+    refusals = {
+        "batch_size": "encode\\(\\) takes no batch_size: batches hold a number of tokens, not of "
+        "sequences: set Embedder\\(..., tokens_per_batch=N\\)",
+        "device": "takes no device: the device is the Embedder's: Embedder\\(model, device=",
+        "output_value": "per-residue vectors come from encode_records\\(records, per_residue=True",
+        "precision": "takes no precision: encode returns float32; Embedder\\(model, precision",
+    }
+    for keyword, message in refusals.items():
+        with pytest.raises(UserError, match=message):
+            embedder.encode(sequences, **{keyword: 1})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'batchsize'"):
+        embedder.encode(sequences, batchsize=4)
+    with pytest.raises(UserError, match="pass progress or show_progress_bar, not both"):
+        embedder.encode(sequences, progress=False, show_progress_bar=True)
+
+
+def test_a_bar_only_for_calls_of_ten_sequences_or_more(tiny_esm2, synechocystis, capsys):
+    quiet_by_default = Embedder(str(tiny_esm2), device="cpu")
+    few = [p["sequence"] for p in synechocystis[:9]]
+    quiet_by_default.encode(few)
+    assert "res/s" not in capsys.readouterr().err  # tqdm's text bar: residues per second
+    quiet_by_default.encode([*few, GOOD])
+    assert "res/s" in capsys.readouterr().err
+    quiet_by_default.encode(GOOD, show_progress_bar=True)  # asked for: shown for one
+    assert "res/s" in capsys.readouterr().err
+    quiet_by_default.encode([*few, GOOD], show_progress_bar=False)
+    Embedder(str(tiny_esm2), device="cpu", progress=False).encode([*few, GOOD])
+    assert "res/s" not in capsys.readouterr().err
+
+
+def test_the_bar_in_a_jupyter_kernel_without_ipywidgets():
+    """In a Jupyter kernel (ipykernel's shell, as tqdm detects it) without ipywidgets:
+    tqdm's text bar, and no "IProgress not found" warning, even once transformers (which
+    imports tqdm.auto too) is imported. Without protembed first, transformers' import warns:
+    the kernel is faked well enough for tqdm to take it for one."""
+    fake_kernel = (
+        "import sys, types, warnings\n"
+        "warnings.simplefilter('always')  # every warning to stderr\n"
+        "class ZMQInteractiveShell: pass\n"
+        "ipython = types.ModuleType('IPython')\n"
+        "ipython.get_ipython = ZMQInteractiveShell\n"
+        "sys.modules.update({'IPython': ipython, 'ipykernel.zmqshell': types.ModuleType('z')})\n"
+    )
+    with_protembed = fake_kernel + (
+        "from protembed.embedder import _progress\n"
+        "import transformers.utils.logging, tqdm.std\n"
+        "bar = _progress(True)\n"
+        "assert issubclass(bar, tqdm.std.tqdm), bar  # the text bar, not the widget\n"
+        "with bar(total=10, unit='res') as b: b.update(10)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", with_protembed], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "10/10" in run.stderr and "IProgress" not in run.stderr
+    alone = fake_kernel + "import transformers.utils.logging\n"
+    run = subprocess.run([sys.executable, "-c", alone], capture_output=True, text=True)
+    assert run.returncode == 0 and "IProgress not found" in run.stderr, run.stderr[-3000:]

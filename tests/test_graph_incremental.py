@@ -22,16 +22,19 @@ def kmer_config(name: str = "kmer-2") -> dict:
     config = load_config(REPO / "config.yaml")
     config["model"].update(name=name, device="cpu")
     config["shards"] = 3
+    config["min_proteins_per_shard"] = 1  # several shards even on a small graph
     config["graph"]["write_batch_size"] = 7  # several transactions even on a small graph
     return config
 
 
 def run_steps(config: dict, directory: Path, load: bool = True) -> tuple[dict, dict | None]:
     """One workflow run: the manifest and the load receipt (None when not loaded)."""
-    shards = [directory / "export" / f"shard-{i}.parquet" for i in range(config["shards"])]
-    manifest = steps.export(config, directory / "export" / "manifest.json", shards)
-    embedded = [directory / "embed" / f"shard-{i}.parquet" for i in range(config["shards"])]
-    rejects = [directory / "embed" / f"shard-{i}.rejects.parquet" for i in range(config["shards"])]
+    manifest = steps.export(
+        config, directory / "export" / "manifest.json", directory / "export" / "shards"
+    )
+    shards = [shard["path"] for shard in manifest["shards"]]
+    embedded = [directory / "embed" / f"shard-{i}.parquet" for i in range(len(shards))]
+    rejects = [directory / "embed" / f"shard-{i}.rejects.parquet" for i in range(len(shards))]
     for shard, output, rejected in zip(shards, embedded, rejects, strict=True):
         steps.embed(config, str(shard), str(output), str(rejected))
     steps.merge(
@@ -64,7 +67,7 @@ def nodes(driver) -> dict[str, dict]:
 def exported_ids(directory: Path) -> set[str]:
     return {
         protein_id
-        for path in (directory / "export").glob("shard-*.parquet")
+        for path in (directory / "export" / "shards").glob("shard-*.parquet")
         for ids in pq.read_table(path)["ids"].to_pylist()
         for protein_id in ids
     }
@@ -91,7 +94,7 @@ def test_incremental_runs_touch_exactly_the_nodes_they_should(tmp_path, database
     assert manifest["unique_sequences"] == len(proteins) - 2
     shard_rows = [
         ids
-        for path in (tmp_path / "run1" / "export").glob("shard-*.parquet")
+        for path in (tmp_path / "run1" / "export" / "shards").glob("shard-*.parquet")
         for ids in pq.read_table(path)["ids"].to_pylist()
     ]
     assert sorted([first, "COPY_A", "COPY_B"]) in [sorted(ids) for ids in shard_rows]

@@ -1,6 +1,9 @@
 """A damaged Parquet or JSON file is never read as data: it is moved aside with a one-line
 error, so that rerunning the same command rebuilds it."""
 
+import os
+import stat
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -47,3 +50,22 @@ def test_leftovers_of_a_killed_write_are_removed(tmp_path):
     written(tmp_path / "shard-0.parquet")
     assert not leftover.exists()
     assert parquet_io.read_table(tmp_path / "shard-0.parquet").num_rows == 500
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, then put the old one back."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_every_writer_respects_the_umask(tmp_path, umask, mask, mode):
+    umask(mask)
+    written(tmp_path / "table.parquet")
+    parquet_io.write_json({"a": 1}, tmp_path / "manifest.json")
+    with parquet_io.table_writer(tmp_path / "streamed.parquet", parquet_io.SHARD_SCHEMA) as w:
+        w.write_table(parquet_io.SHARD_SCHEMA.empty_table())
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(["table.parquet", "manifest.json", "streamed.parquet"], oct(mode))

@@ -195,7 +195,9 @@ def test_slurm_and_workstation_profiles_end_in_the_same_graph(
     assert index_on_slurm == index_on_workstation and index_on_workstation[0]["state"] == "ONLINE"
     assert on_slurm.keys() == on_workstation.keys() and len(on_workstation) == 32
     assert PROPERTY not in on_workstation["BAD_CHARACTERS"]
-    shard_file = runs["workstation"] / "results" / PROPERTY / "export" / f"shard-{shard}.parquet"
+    shard_file = (
+        runs["workstation"] / "results" / PROPERTY / "export" / "shards" / f"shard-{shard}.parquet"
+    )
     retried = {i for ids in pq.read_table(shard_file)["ids"].to_pylist() for i in ids}
     for protein_id, properties in on_workstation.items():
         if protein_id in retried and PROPERTY in properties:

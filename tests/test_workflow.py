@@ -9,6 +9,7 @@ from transformers import AutoTokenizer, EsmModel
 from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph
+from protembed.testing.local_neo4j import LTS
 
 PROPERTY = "embedding_tiny_esm2"
 
@@ -28,10 +29,10 @@ def seeded(database, synechocystis):
     return {p["accession_id"]: p["sequence"] for p in proteins + extras}
 
 
-def vectors_in_graph(driver) -> dict[str, list[float]]:
+def vectors_in_graph(driver, vector: str = PROPERTY) -> dict[str, list[float]]:
     records, _, _ = driver.execute_query(
-        f"MATCH (p:Protein) WHERE p.{PROPERTY} IS NOT NULL "
-        f"RETURN p.accession_id AS id, p.{PROPERTY} AS v, p.{PROPERTY}_created AS created"
+        f"MATCH (p:Protein) WHERE p.{vector} IS NOT NULL "
+        f"RETURN p.accession_id AS id, p.{vector} AS v, p.{vector}_created AS created"
     )
     return {r["id"]: (r["v"], r["created"]) for r in records}
 
@@ -101,3 +102,38 @@ def test_pipeline_end_to_end_and_second_run_writes_nothing(tmp_path, tiny_esm2, 
     assert read_json(run / "summary.json")["exported"] == 0
     assert read_json(run / "load" / "receipt.json")["written"] == 0
     assert vectors_in_graph(database) == stored
+
+
+# On the LTS server only: how many jobs is decided from the export's count, and the graph
+# reads behind that count are checked on both lines by the test above; 20 embed jobs cost.
+@pytest.mark.parametrize("neo4j_server", [LTS], indirect=True, ids=[f"neo4j-{LTS}"])
+def test_embed_jobs_follow_the_work(tmp_path, database, synechocystis):
+    """At most `shards` embed jobs, each of at least min_proteins_per_shard proteins: a
+    large export uses them all, a one-protein update one, an up-to-date graph none."""
+    graph.ProteinGraph(database).add_proteins(synechocystis[:200])
+    write_config(tmp_path, shards=20, min_proteins_per_shard=10, model={"name": "kmer-2"})
+    run = tmp_path / "results" / "embedding_kmer_2"
+
+    def embed_jobs(*args: str) -> int:
+        done = run_workflow(tmp_path, *args)
+        assert done.returncode == 0, done.stderr[-4000:]
+        assert done.stderr.count("rule embed_shard:") == read_json(run / "summary.json")["shards"]
+        return done.stderr.count("rule embed_shard:")
+
+    assert embed_jobs() == 20
+    assert read_json(run / "load" / "receipt.json")["written"] == 200
+
+    added = {"accession_id": "ADDED", "sequence": "MKTAYIAKQRQISFVKSHFSRQ"}
+    graph.ProteinGraph(database).add_proteins([added])
+    assert embed_jobs("--forcerun", "export_sequences") == 1
+    assert read_json(run / "summary.json")["exported"] == 1
+    assert read_json(run / "load" / "receipt.json")["written"] == 1
+    assert vectors_in_graph(database, "embedding_kmer_2").keys() == {
+        p["accession_id"] for p in synechocystis[:200]
+    } | {"ADDED"}
+
+    assert embed_jobs("--forcerun", "export_sequences") == 0
+    assert read_json(run / "load" / "receipt.json")["written"] == 0
+    # After a finished run, a plain snakemake has nothing to do.
+    plan = run_workflow(tmp_path, "--dry-run")
+    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout[-3000:]

@@ -21,13 +21,30 @@ def neighbours(args: argparse.Namespace) -> None:
         config["model"]["property"] = identifier(args.property, "--property")
     with graph.ProteinGraph.from_config(config) as proteins:
         found = proteins.nearest_neighbours(args.accession, args.k)
-    if not found:
-        raise UserError(
-            f"{proteins.label} {args.accession!r} has no {proteins.vector_property} vector (is "
-            "the id right, and has the workflow embedded it with this model?)"
-        )
+        if not found:
+            raise UserError(_no_neighbours(proteins, args.accession))
     for protein_id, score in found:
         print(f"{protein_id}\t{score:.4f}")
+
+
+def _no_neighbours(proteins: graph.ProteinGraph, accession: str) -> str:
+    """Why a protein has no neighbours, as the graph tells it."""
+    protein = f"{proteins.label} {accession!r}"
+    vector = proteins.vector_property
+    status = proteins.vector_status(accession)
+    if status.nodes == 0:
+        return f"no {proteins.label} has {proteins.id_property} {accession!r}; is the id right?"
+    if status.embedded:
+        return f"{protein} has a {vector} vector, but no other {proteins.label} has one"
+    if status.rejected:
+        reasons = "; ".join(status.rejected)
+        return f"{protein} has no {vector} vector: the model rejected its sequence ({reasons})"
+    if not status.with_sequence:
+        return f"{protein} has no {proteins.sequence_property}, so nothing to embed"
+    return (
+        f"{protein} has no {vector} vector yet (added, or its sequence changed, since this "
+        "model's last run): run the workflow (snakemake --forcerun export_sequences)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

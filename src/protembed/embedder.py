@@ -12,6 +12,7 @@ process per device, each keeping its own model between calls.
 """
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from tqdm import TqdmWarning
 
 from .adapters import load_adapter, resolve_device
 from .adapters.base import PRECISIONS, Adapter
@@ -26,8 +28,33 @@ from .embedding import Embedded, EmbeddingKind, default_tokens_per_batch, embed_
 from .errors import RejectedSequence, UserError
 from .sequences import fasta_accession, read_fasta, sequence_sha256
 
+# tqdm.auto: the widget in a Jupyter kernel with ipywidgets, else the text bar, which
+# notebooks show as well. Without ipywidgets it first warns "IProgress not found" to whoever
+# imports it first: imported here, quietly, before transformers (which imports it too), so
+# the warning does not greet every notebook that has no use for widgets.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm as auto_bar
+
 LONG_SEQUENCE_POLICIES = ("chunk", "truncate", "reject")
 ERROR_MODES = ("raise", "nan", "skip")
+
+# progress="auto" shows no bar for fewer sequences than this. A call that small is mostly
+# one of many (a loop over proteins, a quick look at one), where a finished bar per call
+# would bury the cell's output; the bar is for following a long call.
+BAR_FROM_SEQUENCES = 10
+
+# sentence-transformers' encode() keywords that have no counterpart here, and what does
+# their job (those that do are encode's own keywords).
+NOT_SENTENCE_TRANSFORMERS = {
+    "batch_size": "batches hold a number of tokens, not of sequences: set "
+    "Embedder(..., tokens_per_batch=N) (default auto: sized to the GPU's free memory)",
+    "device": "the device is the Embedder's: Embedder(model, device='cuda:1'), or "
+    "devices=[...] for several",
+    "output_value": "per-residue vectors come from encode_records(records, per_residue=True)",
+    "precision": "encode returns float32; Embedder(model, precision=...) sets the precision "
+    "the model computes in",
+}
 
 # Loaded models of this process: (name, family, device, precision, compile) -> adapter.
 _ADAPTERS: dict[tuple, Adapter] = {}
@@ -107,7 +134,8 @@ class Embedder:
     `tokens_per_batch`: auto (on a GPU: sized to its free memory) or a number;
     `compile`: torch.compile the model (auto: off until a benchmark shows a gain);
     `devices`: "all" or a list of devices to spread each call over, one worker process each;
-    `progress`: a bar (tqdm.auto: a widget in Jupyter) unless False.
+    `progress`: auto (a bar for calls of BAR_FROM_SEQUENCES sequences or more), True or
+    False; the bar is tqdm's widget in Jupyter with ipywidgets, its text bar elsewhere.
     """
 
     def __init__(
@@ -125,7 +153,7 @@ class Embedder:
         precision: str = "auto",
         tokens_per_batch: int | str = "auto",
         compile: bool | str = "auto",
-        progress: bool = True,
+        progress: bool | str = "auto",
     ):
         if long_sequences not in LONG_SEQUENCE_POLICIES:
             raise UserError(
@@ -233,7 +261,7 @@ class Embedder:
         or the reason it was rejected. Sequences are prepared here (uppercase, whitespace
         and a terminal * dropped); identical prepared sequences are embedded once.
 
-        `progress`: True (tqdm.auto), False, a file or a tqdm class for the bar; None: the
+        `progress`: "auto", True, False, a file or a tqdm class for the bar; None: the
         Embedder's own setting.
         """
         results: list[Embedded | RejectedSequence | None] = [None] * len(sequences)
@@ -248,7 +276,10 @@ class Embedder:
                 results[index] = reason
         if unique:
             kind = EmbeddingKind(self.kind.layer, per_residue, self.kind.normalize)
-            progress = _progress(self.progress if progress is None else progress)
+            progress = self.progress if progress is None else progress
+            if progress == "auto":
+                progress = len(unique) >= BAR_FROM_SEQUENCES
+            progress = _progress(progress)
             embedded = self._run(
                 list(unique), kind, self.token_budget(token_budget_divisor), progress
             )
@@ -314,18 +345,58 @@ class Embedder:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def encode(self, sequences: str | Iterable[str], *, errors: str = "raise", progress=None):
-        """(n, dimension) float32 vectors in input order; a single string gives one vector.
+    def encode(
+        self,
+        sequences: str | Path | Iterable[str],
+        *,
+        errors: str = "raise",
+        progress=None,
+        normalize_embeddings: bool = False,
+        convert_to_tensor: bool = False,
+        convert_to_numpy: bool = True,
+        show_progress_bar: bool | None = None,
+        **others,
+    ):
+        """(n, dimension) float32 vectors in input order; a single string gives one vector,
+        a pathlib.Path the vectors of a FASTA file's records in file order.
 
         A sequence that cannot be embedded (empty, characters the model cannot read, too
         long under long_sequences="reject") raises with its index and reason
         (errors="raise"), becomes a row of NaN ("nan") or is left out ("skip"); with "nan"
         and "skip", `last_rejects` maps each such input's index to its reason.
+
+        As sentence-transformers has them: `normalize_embeddings` L2-normalises the
+        returned vectors, `convert_to_tensor` returns a CPU torch.Tensor (convert_to_numpy
+        is the default), `show_progress_bar` is `progress`.
         """
+        for keyword in others:
+            if keyword not in NOT_SENTENCE_TRANSFORMERS:
+                raise TypeError(f"encode() got an unexpected keyword argument {keyword!r}")
+            raise UserError(f"encode() takes no {keyword}: {NOT_SENTENCE_TRANSFORMERS[keyword]}")
         if errors not in ERROR_MODES:
             raise UserError(f"errors {errors!r} is not one of {', '.join(ERROR_MODES)}")
+        if not (convert_to_numpy or convert_to_tensor):
+            raise UserError(
+                "encode() returns a NumPy array, or a torch.Tensor with convert_to_tensor=True"
+            )
+        if show_progress_bar is not None:
+            if progress is not None and progress != show_progress_bar:
+                raise UserError("pass progress or show_progress_bar, not both")
+            progress = show_progress_bar
         single = isinstance(sequences, str)
-        sequences = [sequences] if single else list(sequences)
+        sequences = _sequences_to_encode(sequences)
+        matrix = self._encoded(sequences, errors, progress, single)
+        if normalize_embeddings:
+            with np.errstate(invalid="ignore", divide="ignore"):  # NaN rows stay NaN
+                matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = matrix[0] if single else matrix
+        if convert_to_tensor:
+            import torch
+
+            return torch.from_numpy(matrix)
+        return matrix
+
+    def _encoded(self, sequences: list, errors: str, progress, single: bool) -> np.ndarray:
         results = self.embed(sequences, progress=progress)
         self.last_rejects = {
             i: str(r) for i, r in enumerate(results) if isinstance(r, RejectedSequence)
@@ -341,8 +412,7 @@ class Embedder:
             for r in results
             if errors != "skip" or isinstance(r, Embedded)
         ]
-        matrix = np.stack(rows) if rows else np.zeros((0, self.dimension), np.float32)
-        return matrix[0] if single else matrix
+        return np.stack(rows) if rows else np.zeros((0, self.dimension), np.float32)
 
     def encode_records(
         self,
@@ -384,13 +454,27 @@ class Embedder:
         return pd.DataFrame(rows, columns=columns), pd.DataFrame(rejects, columns=["id", "reason"])
 
 
+def _sequences_to_encode(sequences) -> list:
+    """encode's input as a list: a Path is a FASTA file to read; a string naming a file is
+    refused, since it was meant as a path and would be embedded (or rejected) as letters."""
+    if isinstance(sequences, Path):
+        records = Records.from_fasta(sequences).sequences
+        if not records:
+            raise UserError(f"FASTA file {sequences} holds no record (no line starts with '>')")
+        return records
+    if isinstance(sequences, str):
+        if os.path.isfile(sequences):
+            raise UserError(
+                f"{sequences!r} is a file, not a sequence: encode(pathlib.Path({sequences!r})) "
+                "reads a FASTA file, encode_records reads one with its ids"
+            )
+        return [sequences]
+    return list(sequences)
+
+
 def _progress(progress):
     """What embed_sequences takes: a file or tqdm class for the bar, or None for none."""
-    if progress is True:
-        from tqdm.auto import tqdm  # a widget in Jupyter, a bar in a terminal
-
-        return tqdm
-    return progress or None
+    return auto_bar if progress is True else progress or None
 
 
 def _worker_devices(devices: str | list[str] | None) -> list[str]:

@@ -200,6 +200,16 @@ class VectorBatch:
 
 
 @dataclass(frozen=True)
+class VectorStatus:
+    """The nodes that hold one id, and where they stand with one model's vector."""
+
+    nodes: int
+    with_sequence: int
+    embedded: int
+    rejected: list[str]  # the distinct reasons recorded on them (<property>_rejected)
+
+
+@dataclass(frozen=True)
 class WriteResult:
     written: int  # nodes whose vector or rejection changed
     missing: list[str]  # ids of rows whose sequence no node with that id holds any more
@@ -391,6 +401,10 @@ QUERIES = {
     "YIELD node, score RETURN node.{id} AS id, score ORDER BY score DESC",
     "stored_for_id": "MATCH (p:{label} {{{id}: $id}}) "
     "RETURN p.{vector} AS vector, p.{vector}_rejected AS rejected",
+    # Why a protein has no vector: every node with the id (ids may repeat) says its part.
+    "vector_status": "MATCH (p:{label} {{{id}: $id}}) "
+    "RETURN count(p) AS nodes, count(p.{sequence}) AS with_sequence, "
+    "count(p.{vector}) AS embedded, collect(DISTINCT p.{vector}_rejected) AS rejected",
     # {property} is a checked name too: the node property the report colours by.
     "property_values": "UNWIND $ids AS wanted MATCH (p:{label} {{{id}: wanted}}) "
     "RETURN p.{id} AS id, p.{property} AS value",
@@ -866,6 +880,12 @@ class ProteinGraph:
                 f"no vector index on {self.label}.{self.vector_property}; run the workflow"
             )
         return index
+
+    def vector_status(self, protein_id: str) -> VectorStatus:
+        """How the nodes with this id stand with the model's vector: how many there are,
+        hold a sequence, hold a vector; the reasons they were rejected for, if any."""
+        self._need_vector_property()
+        return VectorStatus(**self._read("vector_status", id=protein_id)[0])
 
     def count_with_vector(self) -> int:
         self._need_vector_property()

@@ -11,7 +11,7 @@ because Snakemake then sees the file missing.
 import glob
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +35,7 @@ SHARD_SCHEMA = pa.schema(
 # Export's temporary files: one row per exported protein, before grouping by sequence.
 SPILL_SCHEMA = pa.schema(
     [
-        ("shard", pa.int32()),
+        ("position", pa.uint32()),  # sharding.position of the sequence's hash
         ("sequence_sha256", pa.string()),
         ("sequence", pa.large_string()),
         ("id", pa.string()),
@@ -191,8 +191,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         leftover.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # Created as any new file of the user is (0666 less the umask, and the directory's
+    # default ACL), not by mkstemp: its 0600 kept colleagues on a shared file system out.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -44,7 +44,8 @@ def run_directory(config: dict) -> Path:
 
 
 def embed_graph(config: str | Path | dict, *, progress: bool = True) -> dict:
-    """Run export, embed (every shard, one after the other), merge and load here.
+    """Run export, embed (each shard the export made, one after the other), merge and load
+    here.
 
     `config`: a config.yaml path or a dict of the same shape (checked against the schema,
     defaults filled in); the Neo4j connection comes from the NEO4J_* environment variables
@@ -54,23 +55,21 @@ def embed_graph(config: str | Path | dict, *, progress: bool = True) -> dict:
     config = load_config(config)
     check_before_run(config)
     run = run_directory(config)
-    shards = range(config["shards"])
     manifest = run / "export" / "manifest.json"
-    exported = [run / "export" / f"shard-{i}.parquet" for i in shards]
+    with _step_log(run / "logs" / "export.log"):
+        exported = steps.export(config, str(manifest), str(run / "export" / "shards"))
+    shards = range(len(exported["shards"]))
     embedded = [run / "embed" / f"shard-{i}.parquet" for i in shards]
     rejects = [run / "embed" / f"shard-{i}.rejects.parquet" for i in shards]
-    residues = [run / "embed" / f"shard-{i}.residues.parquet" for i in shards]
-    with _step_log(run / "logs" / "export.log"):
-        steps.export(config, str(manifest), [str(path) for path in exported])
     for shard in shards:
         with _step_log(run / "logs" / "embed" / f"shard-{shard}.log"):
             steps.embed(
                 config,
-                str(exported[shard]),
+                exported["shards"][shard]["path"],
                 str(embedded[shard]),
                 str(rejects[shard]),
                 progress=progress,
-                residues_path=str(residues[shard]),
+                residues_path=str(run / "embed" / f"shard-{shard}.residues.parquet"),
             )
     with _step_log(run / "logs" / "merge.log"):
         summary = steps.merge(

@@ -19,18 +19,20 @@ from . import graph, parquet_io
 from .errors import UserError
 from .provenance import embedding_metadata, expected_space, graph_provenance, now, run_record
 from .sequences import sequence_sha256
-from .sharding import ShardSpill, shard_of
+from .sharding import ShardSpill, shard_count
 
 log = logging.getLogger(__name__)
 
 
-def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
-    """Stream the proteins that need a vector from this model into hash-assigned shards.
+def export(config: dict, manifest_path: str, shards_directory: str) -> dict:
+    """Stream the proteins that need a vector from this model into hash-assigned shards,
+    `shards_directory`/shard-N.parquet, as many as the work fills (sharding.shard_count):
+    the manifest lists them, and each becomes one embed job.
 
     Every node with the label and a sequence ends up counted once: exported, up to date, or
     rejected with its reason. Memory stays bounded whatever the graph's size: pages of
     proteins go to spill files on disk as they arrive, and each shard is grouped by
-    sequence (identical sequences share a shard) from its spill file once the graph has
+    sequence (identical sequences share a shard) from the spill files once the graph has
     been read.
     """
     from .preflight import check_model
@@ -39,7 +41,7 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
     counts = defaultdict(int)
     with (
         graph.ProteinGraph.from_config(config) as proteins,
-        ShardSpill(Path(manifest_path).parent, len(shard_paths)) as spill,
+        ShardSpill(Path(manifest_path).parent) as spill,
     ):
         proteins.check_names()  # before any schema is made for a label no node has
         _check_before_embedding(config, proteins)
@@ -57,9 +59,10 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
             if row.settled and row.stored_sha256 == sha:
                 counts["up_to_date"] += 1
                 continue
-            spill.add(shard_of(sha, len(shard_paths)), sha, row.sequence, row.id)
+            spill.add(sha, row.sequence, row.id)
             counts["exported"] += 1
-        shards = spill.write_shards(shard_paths)
+        count = shard_count(counts["exported"], config["shards"], config["min_proteins_per_shard"])
+        shards = spill.write_shards(_shard_paths(Path(shards_directory), count))
         server = {"version": proteins.server.version, "edition": proteins.server.edition}
     manifest = {
         "label": proteins.label,
@@ -78,15 +81,26 @@ def export(config: dict, manifest_path: str, shard_paths: list[str]) -> dict:
     }
     parquet_io.write_json(manifest, manifest_path)
     log.info(
-        "exported %d proteins (%d unique sequences) into %d shards; %d already up to date, "
-        "%d rejected",
+        "exported %d proteins (%d unique sequences) into %d shards (shards: %d, "
+        "min_proteins_per_shard: %d); %d already up to date, %d rejected",
         manifest["exported"],
         manifest["unique_sequences"],
         len(shards),
+        config["shards"],
+        config["min_proteins_per_shard"],
         manifest["up_to_date"],
         len(rejects),
     )
     return manifest
+
+
+def _shard_paths(directory: Path, count: int) -> list[Path]:
+    """Paths for this export's shards, in a directory that holds no other: shards of an
+    earlier, larger export would otherwise sit beside them (a rerun in process)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for earlier in directory.glob("shard-*.parquet"):
+        earlier.unlink()
+    return [directory / f"shard-{i}.parquet" for i in range(count)]
 
 
 def _check_before_embedding(config: dict, proteins: graph.ProteinGraph) -> None:

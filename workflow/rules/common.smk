@@ -4,6 +4,7 @@ from snakemake.utils import min_version, validate
 
 from protembed.config import check_config
 from protembed.names import vector_property
+from protembed.parquet_io import read_json
 
 min_version("9.14.1")
 
@@ -14,7 +15,19 @@ validate(config, schema="../schemas/config.schema.yaml")
 # All outputs of one model live under one directory named after its vector property, so
 # several models can be run side by side from one checkout.
 RUN = Path(config["results"]) / vector_property(config)
-SHARDS = range(config["shards"])
+
+
+def embedded_shards(pattern):
+    """An input function: the embed outputs named by `pattern`, one per shard of the export
+    (a checkpoint: until it has run, the merge waits for it and no embed job is planned).
+    """
+
+    def files(wildcards):
+        manifest = checkpoints.export_sequences.get().output.manifest
+        shards = range(len(read_json(manifest)["shards"]))
+        return expand(RUN / "embed" / pattern, shard=shards)
+
+    return files
 
 
 # Resources. A job that fails is retried (--retries, set in the profiles) with more memory

@@ -3,7 +3,7 @@ from protembed.adapters import environment as embed_environment
 
 rule embed_shard:
     input:
-        shard=RUN / "export" / "shard-{shard}.parquet",
+        shard=RUN / "export" / "shards" / "shard-{shard}.parquet",
     output:
         embeddings=RUN / "embed" / "shard-{shard}.parquet",
         rejects=RUN / "embed" / "shard-{shard}.rejects.parquet",

@@ -1,7 +1,9 @@
-rule export_sequences:
+# A checkpoint: how many shards (embed jobs) there are is known once the export has counted
+# the proteins that need a vector, and the rules below it read that from the manifest.
+checkpoint export_sequences:
     output:
         manifest=RUN / "export" / "manifest.json",
-        shards=expand(RUN / "export" / "shard-{shard}.parquet", shard=SHARDS),
+        shards=directory(RUN / "export" / "shards"),
     log:
         RUN / "logs" / "export.log",
     localrule: LOCAL_GRAPH_STEPS

@@ -1,8 +1,8 @@
 rule merge_shards:
     input:
         manifest=RUN / "export" / "manifest.json",
-        embeddings=expand(RUN / "embed" / "shard-{shard}.parquet", shard=SHARDS),
-        rejects=expand(RUN / "embed" / "shard-{shard}.rejects.parquet", shard=SHARDS),
+        embeddings=embedded_shards("shard-{shard}.parquet"),
+        rejects=embedded_shards("shard-{shard}.rejects.parquet"),
     output:
         embeddings=RUN / "embeddings.parquet",
         rejects=RUN / "rejects.parquet",
