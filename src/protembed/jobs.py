@@ -3,6 +3,7 @@
 import logging
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from neo4j.exceptions import DriverError, Neo4jError
 
@@ -16,16 +17,9 @@ def snakemake_job(snakemake):
     Anything else is a bug and keeps its traceback, in the log and on stderr.
     """
     log_path = snakemake.log[0]
-    open(log_path, "w").close()  # one log per attempt
-    # Both writers append: with one at its own offset, each log line overwrote the bar.
-    handler = logging.FileHandler(log_path, mode="a")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
     logging.getLogger("neo4j").setLevel(logging.WARNING)
     try:
-        with open(log_path, "a") as progress:
+        with log_file(log_path, logging.getLogger()), open(log_path, "a") as progress:
             yield progress
     except UserError as error:
         logging.getLogger("protembed").error("%s", error)
@@ -47,8 +41,26 @@ def snakemake_job(snakemake):
     except Exception:
         logging.getLogger("protembed").exception("the step failed")
         raise
+
+
+@contextmanager
+def log_file(path, logger: logging.Logger):
+    """`logger`'s INFO and up into `path`, new for each attempt, for the block."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    open(path, "w").close()
+    # The handler appends: a job's progress bar goes to the same file through another
+    # handle, and at its own offset each log line would overwrite the bar.
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
     finally:
-        root.removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
         handler.close()
 
 

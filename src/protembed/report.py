@@ -14,7 +14,6 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -364,9 +363,8 @@ def _pyplot():
 
 
 def _save(figure, path) -> None:
-    temporary = Path(f"{path}.tmp.png")
-    figure.savefig(temporary, dpi=110, bbox_inches="tight")
-    temporary.replace(path)
+    with parquet_io.atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
 
 
 def plot_lengths(lengths: np.ndarray, window: int | None, path) -> None:
@@ -524,9 +522,8 @@ def _write_html(path, title: str, body: str) -> None:
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
         f"<body><h2>{html.escape(title)}</h2>{body}</body></html>\n"
     )
-    temporary = Path(f"{path}.tmp")
-    temporary.write_text(document)
-    temporary.replace(path)
+    with parquet_io.atomic_path(path) as temporary:
+        temporary.write_text(document)
 
 
 def _table(header: list[str], rows) -> str:

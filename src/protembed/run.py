@@ -13,7 +13,6 @@ vector, and an up-to-date graph gets nothing written.
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from . import graph, steps
 from .config import load_config
+from .jobs import log_file
 from .names import vector_property
 from .preflight import check_before_run
 
@@ -138,19 +138,6 @@ def read_embeddings(config: str | Path | dict) -> Embeddings:
     return Embeddings(table["id"].tolist(), matrix, pages[0].metadata, table)
 
 
-@contextmanager
-def _step_log(path: Path) -> Iterator[None]:
+def _step_log(path: Path):
     """The step's log file, where the workflow's rule would write it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("protembed")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-        handler.close()
+    return log_file(path, logging.getLogger("protembed"))
