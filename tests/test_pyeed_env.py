@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_real_graphs import pyeed_embeddings
 
 import protembed
 
@@ -85,13 +86,7 @@ def test_a_pyeed_session_embeds_into_pyeeds_index_with_protembed(tmp_path, datab
     assert summary["load"]["vector_index"] == PYEED_INDEX
     assert summary["load"]["written"] == 20 and summary["load"]["neo4j_rust_ext"]
     query = seen["query"]
-    stored = {
-        r["id"]: r["v"]
-        for r in database.execute_query(
-            "MATCH (p:Protein) WHERE p.embedding IS NOT NULL "
-            "RETURN p.accession_id AS id, p.embedding AS v"
-        ).records
-    }
+    stored = pyeed_embeddings(database)
     assert stored.keys() == set(seen["saved"])
     # What neomodel read back is the vector protembed wrote.
     assert len(seen["neomodel_vector"]) == 1280

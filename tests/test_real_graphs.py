@@ -123,13 +123,7 @@ def test_a_pyeed_graph_is_embedded_and_answers_pyeeds_own_query(
     assert no_id["reason"].startswith("accession_id is missing")
     receipt = read_json(run / "load" / "receipt.json")
     assert receipt["vector_index"] == PYEED_INDEX and receipt["written"] == 40
-    stored = {
-        r["id"]: r["v"]
-        for r in database.execute_query(
-            "MATCH (p:Protein) WHERE p.embedding IS NOT NULL "
-            "RETURN p.accession_id AS id, p.embedding AS v"
-        ).records
-    }
+    stored = pyeed_embeddings(database)
     assert stored.keys() == {p["accession_id"] for p in betalactamases}
     assert {len(v) for v in stored.values()} == {1280}
 
@@ -167,6 +161,15 @@ def test_a_pyeed_graph_is_embedded_and_answers_pyeeds_own_query(
     unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
     closest = [ids[i] for i in np.argsort(-(unit @ unit[ids.index(query)]))[:10]]
     assert closest == exact[:10]
+
+
+def pyeed_embeddings(driver) -> dict[str, list[float]]:
+    """{accession_id: embedding} as PyEED's own code reads them."""
+    records = driver.execute_query(
+        "MATCH (p:Protein) WHERE p.embedding IS NOT NULL "
+        "RETURN p.accession_id AS id, p.embedding AS v"
+    ).records
+    return {r["id"]: r["v"] for r in records}
 
 
 def cosine_ranking(vectors: dict[str, list[float]], query: str) -> list[str]:

@@ -170,22 +170,9 @@ class ExportRow:
     node: str  # elementId: tells apart nodes that share an id
 
 
-# What read-back returns of each stored vector besides the vector itself.
-STORED_COLUMNS = (
-    "id",
-    "sequence_sha256",
-    "long_sequence_handling",
-    "model",
-    "model_revision",
-    "embedding",
-    "pooling",
-    "dimension",
-    "precision",
-    "batching",
-    "created",
-    "pipeline",
-    "residues",  # of the node's sequence now
-)
+# What read-back returns of each stored vector besides the vector itself (the order of
+# QUERIES["vector_row"]); residues: of the node's sequence now.
+STORED_COLUMNS = ("id", "sequence_sha256", "long_sequence_handling", *RUN_PROVENANCE, "residues")
 
 
 @dataclass(frozen=True)
