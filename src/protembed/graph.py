@@ -111,7 +111,7 @@ def connect(connection: Connection) -> neo4j.Driver:
         # auto-commit query, not execute_query: that one retries an unreachable server for
         # 30 s, which suits a blip in the middle of a run, not a server that is down.
         with driver.session(database=connection.database) as session:
-            session.run("RETURN 1").consume()
+            session.run(QUERIES["reachable"]).consume()
     except AuthError as error:
         driver.close()
         raise UserError(
@@ -332,6 +332,10 @@ QUERIES = {
     "without_string_id": "MATCH (p:{label}) USING SCAN p:{label} "
     "WHERE p.{sequence} IS NOT NULL AND NOT p.{id} IS :: STRING NOT NULL "
     "RETURN elementId(p) AS node, p.{id} IS NULL AS missing",
+    "reachable": "RETURN 1",
+    "vector_type": "CYPHER 25 RETURN vector([1.0], 1, FLOAT32) AS v",
+    "database_name": "CALL db.info() YIELD name",
+    "store_format": "SHOW DATABASES YIELD name, store WHERE name = $name RETURN store",
     "has_label": "MATCH (p:{label}) RETURN 1 AS found LIMIT 1",
     "has_property": "MATCH (p:{label}) WHERE p.{property} IS NOT NULL RETURN 1 AS found LIMIT 1",
     # The property keys of a sample of the label's nodes: the names a typo was meant to be.
@@ -637,15 +641,11 @@ class ProteinGraph:
         """Whether the database can store Cypher 25 VECTOR values: Neo4j 2025.10+ with a
         block-format store (Enterprise, Aura). Elsewhere vectors are float32 lists."""
         try:
-            self._execute("CYPHER 25 RETURN vector([1.0], 1, FLOAT32) AS v", read=True)
+            self._execute(QUERIES["vector_type"], read=True)
         except ClientError:
             return False  # before 2025.10 the version, the function or the type is unknown
-        records, _, _ = self._execute("CALL db.info() YIELD name", read=True)
-        stores, _, _ = self._execute(
-            "SHOW DATABASES YIELD name, store WHERE name = $name RETURN store",
-            read=True,
-            name=records[0]["name"],
-        )
+        records, _, _ = self._execute(QUERIES["database_name"], read=True)
+        stores, _, _ = self._execute(QUERIES["store_format"], read=True, name=records[0]["name"])
         return bool(stores) and str(stores[0]["store"]).startswith("block")
 
     # -- export -----------------------------------------------------------------------
