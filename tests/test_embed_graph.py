@@ -103,7 +103,7 @@ def test_embed_graph_leaves_the_graph_as_the_workflow_does(
 
 
 def test_every_output_describes_the_graph_after_incremental_and_empty_runs(
-    tmp_path, tiny_esm2, database, synechocystis
+    tmp_path, tiny_esm2, database, synechocystis, monkeypatch
 ):
     seed(database, synechocystis)
     config = {"results": str(tmp_path), "shards": 2, "model": {"name": str(tiny_esm2)}}
@@ -116,6 +116,13 @@ def test_every_output_describes_the_graph_after_incremental_and_empty_runs(
 
     ids, matrix, _, table = protembed.read_embeddings(config)
     assert matrix.shape == (62, 32) and "NEW" in ids and len(table) == 62
+    # What would not fit in memory is refused, with the sizes, pointing at the pages.
+    with monkeypatch.context() as small:
+        small.setattr(protembed.run, "available_memory", lambda: 100_000)
+        with pytest.raises(
+            UserError, match=r"would take 0\.1 MiB in memory, more than half of the 0\.1 MiB free"
+        ):
+            protembed.read_embeddings(config)
     # The same, a page at a time.
     pages = list(protembed.iter_embeddings(config, batch_size=25))
     assert [len(page.ids) for page in pages] == [25, 25, 12]

@@ -12,6 +12,7 @@ vector, and an up-to-date graph gets nothing written.
 """
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import graph, steps
 from .config import load_config
+from .errors import UserError
 from .jobs import log_file
 from .names import vector_property
 from .preflight import check_before_run
@@ -27,6 +29,8 @@ from .preflight import check_before_run
 if TYPE_CHECKING:
     import pandas as pd
 
+# A row's id, hash and provenance in the DataFrame beside its vector, roughly.
+ROW_OVERHEAD_BYTES = 1000
 # What every vector of one property shares (the graph refuses to mix others).
 SHARED = ("model", "model_revision", "embedding", "pooling", "dimension")
 
@@ -127,6 +131,8 @@ def read_embeddings(config: str | Path | dict) -> Embeddings:
     import pandas as pd
 
     config = load_config(config)
+    with graph.ProteinGraph.from_config(config) as proteins:
+        _check_it_fits(proteins)
     pages = list(iter_embeddings(config, config["graph"]["export_page_size"]))
     if not pages:
         empty = pd.DataFrame(columns=graph.STORED_COLUMNS)
@@ -136,6 +142,36 @@ def read_embeddings(config: str | Path | dict) -> Embeddings:
     table = pd.concat([page.proteins for page in pages], ignore_index=True)
     matrix = np.concatenate([page.matrix for page in pages])
     return Embeddings(table["id"].tolist(), matrix, pages[0].metadata, table)
+
+
+def _check_it_fits(proteins: graph.ProteinGraph) -> None:
+    """Refuse, with the sizes, a matrix that would take more than half the free memory."""
+    stored = proteins.stored_space()
+    dimension = (stored[1]["dimension"] if stored else None) or 0
+    needed = proteins.count_with_vector() * (dimension * 4 + ROW_OVERHEAD_BYTES)
+    free = available_memory()
+    if needed > free / 2:
+        raise UserError(
+            f"{proteins.label}.{proteins.vector_property} holds vectors that would take "
+            f"{_size(needed)} in memory, more than half of the {_size(free)} free here; read "
+            "them a page at a time with iter_embeddings(config), or from the run's "
+            "graph/vectors.parquet"
+        )
+
+
+def _size(size: float) -> str:
+    return f"{size / 2**30:,.1f} GiB" if size >= 2**30 else f"{size / 2**20:,.1f} MiB"
+
+
+def available_memory() -> int:
+    """Bytes this machine can still give (MemAvailable), or all of it where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _step_log(path: Path):
