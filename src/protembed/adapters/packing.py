@@ -20,12 +20,14 @@ import inspect
 import logging
 
 import torch
+import transformers
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 log = logging.getLogger(__name__)
 
+TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
 VARLEN = "protembed_varlen"
 REFERENCE = "protembed_packed_reference"
 
@@ -101,6 +103,10 @@ def use_packing(adapter, *, reference: bool = False) -> bool:
     model = adapter.model
     dtype = next(model.parameters()).dtype
     if not adapter.packs or not (reference or varlen_available(adapter.device, dtype)):
+        return False
+    if getattr(adapter, "implementation", None) != "transformers" or TRANSFORMERS_MAJOR < 5:
+        # The esm package's models, and transformers 4's ESM-2 (whose rotary ignores the
+        # positions passed), do not read packed rows as ours do.
         return False
     model.config._attn_implementation = REFERENCE if reference else VARLEN
     adapter.batching = "packed (reference attention)" if reference else "packed (varlen_attn)"
