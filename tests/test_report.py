@@ -5,6 +5,7 @@ import base64
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from neo4j.exceptions import Neo4jError
 from test_graph_incremental import kmer_config, run_steps
@@ -12,7 +13,13 @@ from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph, steps
 from protembed.errors import UserError
-from protembed.report import REJECTS_PER_PAGE, neighbours_html, reasons_of, rejects_html
+from protembed.report import (
+    REJECTS_PER_PAGE,
+    neighbours_html,
+    reasons_of,
+    rejects_html,
+    similarities,
+)
 from protembed.testing.browser import Page, show_result
 from protembed.testing.fasta import read_proteins
 from protembed.testing.local_neo4j import LTS
@@ -209,3 +216,13 @@ def test_long_rejects_tables_are_paged():
     assert page.count('<section class="page"') == 3 and '<a href="#page-3">3</a>' in page
     assert page.count("<tr><td>") == len(rejects) and "reason &lt;0&gt;" in page
     assert rejects_html(rejects[:3]).count("<tr><td>") == 3 and "page" not in rejects_html([])
+
+
+def test_similarities_score_as_the_index_does_without_a_cube_in_memory():
+    rng = np.random.default_rng(0)
+    vectors, queries = rng.normal(size=(300, 16)), rng.normal(size=(4, 16))
+    direct = -np.linalg.norm(vectors[:, None] - queries[None], axis=2)
+    np.testing.assert_allclose(similarities(vectors, queries, "euclidean"), direct, atol=1e-9)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = unit @ (queries / np.linalg.norm(queries, axis=1, keepdims=True)).T
+    np.testing.assert_allclose(similarities(vectors, queries, "cosine"), expected, atol=1e-12)

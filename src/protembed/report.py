@@ -12,7 +12,7 @@ vector index's neighbours of a sample and for the property named by report.color
 import html
 import logging
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -272,7 +272,9 @@ def _index_settings(index: graph.VectorIndex | None) -> dict | None:
 def similarities(vectors: np.ndarray, queries: np.ndarray, similarity: str) -> np.ndarray:
     """(rows, queries) similarities as the index scores them (higher is nearer)."""
     if similarity == "euclidean":
-        return -np.linalg.norm(vectors[:, None] - queries[None], axis=2)
+        # |a - b|^2 = |a|^2 + |b|^2 - 2ab: no (rows, queries, dimension) difference array.
+        squared = (vectors**2).sum(1)[:, None] + (queries**2).sum(1)[None] - 2 * vectors @ queries.T
+        return -np.sqrt(np.maximum(squared, 0))
     return _unit(vectors) @ _unit(queries).T
 
 
@@ -336,6 +338,9 @@ def _exact_search(path, sample: Sample, returned: list, k: int, similarity: str)
     score = [{} for _ in sample.query_ids]
     for start, batch in _batches(path):
         ids = batch["id"].to_pylist()
+        rows_of = defaultdict(list)  # nodes may share an id
+        for row, protein in enumerate(ids):
+            rows_of[protein].append(row)
         scores = similarities(_matrix(batch), sample.queries, similarity)
         own = sample.query_rows - start
         inside = (own >= 0) & (own < len(ids))
@@ -345,8 +350,9 @@ def _exact_search(path, sample: Sample, returned: list, k: int, similarity: str)
             top = np.argsort(-column, kind="stable")[:k]
             merged = best[q] + [(float(column[r]), ids[r]) for r in top]
             best[q] = sorted(merged, key=lambda pair: -pair[0])[:k]
-            for r in np.flatnonzero(np.isin(ids, list(wanted[q]))) if wanted[q] else []:
-                score[q][ids[r]] = max(score[q].get(ids[r], -np.inf), float(column[r]))
+            for protein in wanted[q]:
+                for row in rows_of.get(protein, ()):
+                    score[q][protein] = max(score[q].get(protein, -np.inf), float(column[row]))
     return {"best": best, "score": score}
 
 
