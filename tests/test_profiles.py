@@ -43,8 +43,9 @@ def test_dry_run_shows_the_plan_without_touching_the_database(tmp_path, monkeypa
         "export_sequences": 1,
         "merge_shards": 1,
         "load_vectors": 1,
+        "snapshot_graph": 1,
         "all": 1,
-        "total": 4,
+        "total": 5,
     }
     assert "DAG of jobs will be updated after completion" in output
     assert not (tmp_path / "results").exists()
@@ -58,8 +59,9 @@ def test_dry_run_shows_the_plan_without_touching_the_database(tmp_path, monkeypa
         "embed_shard": 3,
         "merge_shards": 1,
         "load_vectors": 1,
+        "snapshot_graph": 1,
         "all": 1,
-        "total": 6,
+        "total": 7,
     }
     embed_jobs = re.findall(r"rule embed_shard:.*?resources: ([^\n]*)", output, re.S)
     assert len(embed_jobs) == 3

@@ -16,6 +16,8 @@ What it checks, each failing in one line that says which case it is:
 import os
 from pathlib import Path
 
+from neo4j.exceptions import DriverError, Neo4jError
+
 from . import graph
 from .adapters import hub_snapshot, resolve_family
 from .errors import UserError
@@ -25,8 +27,16 @@ HUB_TIMEOUT_S = 5
 
 def check_before_run(config: dict) -> None:
     check_model(config["model"])
-    with graph.ProteinGraph.from_config(config) as proteins:
-        proteins.check_names(extra={"report.color_by": config["report"]["color_by"]})
+    connection = graph.Connection.from_env()
+    try:
+        with graph.ProteinGraph.from_config(config, connection) as proteins:
+            proteins.check_names(extra={"report.color_by": config["report"]["color_by"]})
+    except (DriverError, Neo4jError) as error:  # the server went away while we asked
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise UserError(
+            f"cannot reach Neo4j at {connection.uri} ({type(error).__name__}: {first_line}); "
+            "rerun once the server is back"
+        ) from error
 
 
 def check_model(model: dict) -> None:
