@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from protembed.cluster import check_array_slots
+from protembed.errors import UserError
 from protembed.sequences import sequence_sha256
 from protembed.sharding import (
     ATTENDED_AT_MOST,
@@ -125,3 +127,24 @@ def test_shards_of_a_real_proteome_cost_about_the_same_unlike_hash_ranges(tmp_pa
         by_hash[position(sha) * shards // POSITIONS] += sequence_cost(np.array([len(sequence)]))[0]
     # Measured: 1.14 by cost against 3.67 by hash ranges (the costliest shard over the least).
     assert spread(costs) < 1.25 and spread(by_hash) > 2, (spread(costs), spread(by_hash))
+
+
+@pytest.mark.parametrize(
+    ("shards", "arrays", "slots", "refused"),
+    [
+        (50, "embed_shard", 1000, False),
+        (2000, "embed_shard", 1000, True),
+        (2000, "merge_shards; embed_shard", 1000, True),
+        (2000, "all", 1000, True),
+        (2000, None, 100, False),  # one sbatch per job: Snakemake refills the slots
+        (2000, "merge_shards", 100, False),
+    ],
+)
+def test_more_shards_than_job_slots_are_refused_while_embed_jobs_go_as_arrays(
+    shards, arrays, slots, refused
+):
+    if refused:
+        with pytest.raises(UserError, match=f"shards: {shards} is more than the {slots} jobs"):
+            check_array_slots(shards, arrays, slots)
+    else:
+        check_array_slots(shards, arrays, slots)

@@ -4,6 +4,7 @@ run at once than there are GPUs, and a cancelled job is retried with more; on a 
 with two GPUs two embed jobs run at once, each on a GPU of its own; both end in the same
 graph. One test, because each run costs minutes here and the comparison needs both."""
 
+import json
 import re
 import subprocess
 import threading
@@ -17,6 +18,8 @@ from support.slurm_cluster import SlurmCluster, ensure_installed, max_concurrenc
 from workflow_runner import REPO, SNAKEMAKE, run_workflow, write_config
 
 from protembed import graph
+from protembed.sequences import sequence_sha256
+from protembed.sharding import POSITIONS, position, sequence_cost
 
 GPUS = 2
 SHARDS = 4
@@ -124,6 +127,8 @@ def test_slurm_and_workstation_profiles_end_in_the_same_graph(
             *("--slurm-status-command", "squeue"),
             *("--slurm-init-seconds-before-status-checks", "1"),
             *("--latency-wait", "5"),
+            # One sbatch per embed job, as for a retry: arrays are the next test's.
+            *("--slurm-array-jobs", ""),
             *("--set-resources", "embed_shard:slurm_partition=main"),
             "embed_shard:mem_mb=1000*attempt",
         ]
@@ -209,3 +214,75 @@ def test_slurm_and_workstation_profiles_end_in_the_same_graph(
             assert slurm_properties == properties, protein_id
         else:
             assert on_slurm[protein_id] == properties, protein_id
+
+
+ARRAY_SHARDS = 50
+
+
+def test_many_shards_go_to_slurm_as_one_job_array_and_cost_about_the_same(
+    tmp_path, database, synechocystis, neo4j_env
+):
+    """The slurm profile as a user runs it, on 50 shards of the k-mer baseline: the embed
+    jobs are one SLURM job array (one sbatch, tasks N_1 to N_50), every shard is embedded and
+    the run loads every protein; the shards, cut by cost, cost about the same, where equal
+    ranges of the hash would not."""
+    ensure_installed()
+    graph.ProteinGraph(database).add_proteins(synechocystis)  # 502 proteins
+    write_config(
+        tmp_path,
+        shards=ARRAY_SHARDS,
+        model={"name": "kmer-2", "property": PROPERTY, "device": "cpu"},
+        execution={"local_graph_steps": True},
+    )
+    # Eight fake GPUs and cores: eight embed jobs at once, one thread each.
+    with SlurmCluster().start(tmp_path / "cluster", gpus=8, cpus=8) as cluster:
+        command = [
+            *("timeout", "-s", "INT", "-k", "30", "900"),
+            str(SNAKEMAKE),
+            *("--snakefile", str(REPO / "workflow" / "Snakefile")),
+            *("--directory", str(tmp_path)),
+            *("--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm")),
+            *("--set-threads", "embed_shard=1"),
+            "--slurm-no-account",
+            *("--slurm-status-command", "squeue"),
+            *("--slurm-init-seconds-before-status-checks", "1"),
+            *("--latency-wait", "5"),
+            *("--set-resources", "embed_shard:slurm_partition=main", "embed_shard:mem_mb=1000"),
+        ]
+        began = time.monotonic()
+        result = subprocess.run(command, env=cluster.env(), capture_output=True, text=True)
+        seconds = time.monotonic() - began
+        records = cluster.job_records()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    print(f"{ARRAY_SHARDS} shards through SLURM as an array: {seconds:.0f} s")
+
+    # One array (one sbatch call) holding every embed job, each task done once.
+    arrays = {r.raw.get("ArrayJobId") for r in records}
+    assert len(arrays) == 1 and None not in arrays, [r.raw for r in records[:2]]
+    tasks = sorted(int(r.raw["ArrayTaskId"]) for r in records)
+    assert tasks == list(range(1, ARRAY_SHARDS + 1))
+    assert all(r.state == "COMPLETED" and r.gpus == 1 for r in records)
+    assert max_concurrency(records) > 1
+
+    run = tmp_path / "results" / PROPERTY
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    assert len(manifest["shards"]) == ARRAY_SHARDS
+    for shard in range(ARRAY_SHARDS):
+        assert pq.read_table(run / "embed" / f"shard-{shard}.parquet").num_rows > 0, shard
+    state = graph_state(database)
+    assert len(state) == len(synechocystis)
+    embedded = [p for p in state.values() if PROPERTY in p]
+    assert all(PROPERTY in p or f"{PROPERTY}_rejected" in p for p in state.values())
+    assert len(embedded) > 0.95 * len(state), len(embedded)
+
+    # The shards' costs (from the export's manifest) against equal ranges of the hash on
+    # the same sequences: 1.29 against 10.9, the costliest shard over the least (measured).
+    costs = [shard["cost"] for shard in manifest["shards"]]
+    by_hash = np.zeros(ARRAY_SHARDS)
+    for protein in {p["sequence"]: p for p in synechocystis}.values():
+        sha = sequence_sha256(protein["sequence"])
+        by_hash[position(sha) * ARRAY_SHARDS // POSITIONS] += sequence_cost(
+            np.array([len(protein["sequence"])])
+        )[0]
+    assert max(costs) / min(costs) < 1.5
+    assert by_hash.max() / by_hash.min() > 3
