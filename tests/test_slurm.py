@@ -286,3 +286,24 @@ def test_many_shards_go_to_slurm_as_one_job_array_and_cost_about_the_same(
         )[0]
     assert max(costs) / min(costs) < 1.5
     assert by_hash.max() / by_hash.min() > 3
+
+
+def test_more_shards_than_job_slots_with_arrays_is_refused_before_any_job(tmp_path):
+    """With arrays on, the SLURM plugin would hold back embed jobs handed to it in a smaller
+    batch than all that are ready, and the run would hang: one line, before any job."""
+    write_config(tmp_path, shards=5)
+    command = [
+        *("timeout", "120"),
+        str(SNAKEMAKE),
+        *("--snakefile", str(REPO / "workflow" / "Snakefile")),
+        *("--directory", str(tmp_path)),
+        *("--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm")),
+        *("--jobs", "3", "--slurm-no-account"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (
+        "protembed: error: shards: 5 is more than the 3 jobs snakemake may have at once "
+        "(--jobs) while embed jobs go to SLURM as arrays" in result.stderr
+    ), result.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
