@@ -249,7 +249,7 @@ def test_fifty_shards_through_slurm_cost_about_the_same_and_all_load(
     jobs through SLURM, each completed once, every shard embedded and every protein loaded;
     the shards, cut by cost, cost about the same, where equal ranges of the hash would not."""
     ensure_installed()
-    graph.ProteinGraph(database).add_proteins(synechocystis)  # 502 proteins
+    graph.add_proteins(graph.ProteinGraph(database), synechocystis)  # 502 proteins
     write_config(
         tmp_path,
         shards=MANY_SHARDS,
