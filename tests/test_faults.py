@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import neo4j
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -59,7 +60,7 @@ def proteins(synechocystis) -> list[dict]:
     ]
 
 
-def connect(server) -> graph.neo4j.Driver:
+def connect(server) -> neo4j.Driver:
     return graph.connect(graph.Connection(server.uri, server.user, server.password, None))
 
 
