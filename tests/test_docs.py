@@ -257,24 +257,30 @@ def test_the_notebook_pages_run_as_shown(tmp_path, database, neo4j_env, synechoc
         tmp_path,
         hub,
         "print('vectors', vectors.shape, vectors.dtype)\n"
-        "print('embedded', summary['embedded'], summary['graph']['vectors'])",
+        "held = summary['graph']\n"
+        "print('held', held['proteins_with_sequence'], held['vectors'] + held['rejected'])",
     )
     neighbours = printed_list(shown)  # what the block itself prints
     assert len(neighbours) == 10 and all(isinstance(score, float) for _, score in neighbours)
     assert [score for _, score in neighbours] == sorted((s for _, s in neighbours), reverse=True)
     assert "P0A7Y4" not in {protein for protein, _ in neighbours}
     assert "vectors (2, 32) float32" in shown.splitlines()  # the stand-in is 32 wide, not 1,280
-    assert "embedded 32 32" in shown.splitlines()
+    (held,) = [line.split()[1:] for line in shown.splitlines() if line.startswith("held ")]
+    assert held[0] == held[1] and int(held[0]) >= 30  # every protein embedded or rejected
 
     shown = run_python(
         doc_pages.block("notebook-read-back"),
         tmp_path,
         hub,
         "print('read', len(ids), matrix.shape, metadata['dimension'], len(proteins))\n"
-        "print('paged', len(page), len(vector))",
+        "print('paged', len(page[0]), len(vector))",
     )
-    assert "read 32 (32, 32) 32 32" in shown.splitlines()
-    assert "paged 32 32" in shown.splitlines()
+    records, _, _ = database.execute_query(
+        "MATCH (p:Protein) WHERE p.embedding_esm2_t33_650M_UR50D IS NOT NULL RETURN count(p) AS n"
+    )
+    n = records[0]["n"]
+    assert f"read {n} ({n}, 32) 32 {n}" in shown.splitlines()
+    assert f"paged {n} 32" in shown.splitlines()
 
     shown = run_python(doc_pages.block("graph-neighbours-python"), tmp_path, hub)
     assert printed_list(shown) == neighbours_of("P14835", tmp_path, hub)
