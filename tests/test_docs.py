@@ -195,6 +195,27 @@ def test_the_readme_is_a_front_page():
     assert lines < 250, f"README.md has {lines} lines; move detail to a docs/ page"
 
 
+def test_the_quickstart_states_the_suites_size():
+    """The README promises a number of tests; the suite holds that many."""
+    promised = re.search(r"(\d[\d,]*) tests in \d+ minutes", (REPO / "README.md").read_text())
+    assert promised, (
+        "README.md no longer says how many tests the suite runs (`N tests in M minutes`)"
+    )
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", str(TESTS)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    count = re.search(r"^(\d+) tests? collected", collected.stdout, re.M)
+    assert count, collected.stdout[-2000:] + collected.stderr[-2000:]
+    assert promised[1].replace(",", "") == count[1], (
+        f"README.md says {promised[1]} tests, the suite collects {count[1]}: measure the suite's "
+        "time from a fresh clone and update the Quickstart"
+    )
+
+
 def test_the_cluster_pages_dry_run_plans_without_the_database(tmp_path, monkeypatch):
     """docs/cluster.md's first look at the plan, typed in a directory laid out as a checkout,
     with no NEO4J_* in the environment."""
