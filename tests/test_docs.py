@@ -190,6 +190,20 @@ def test_every_link_between_pages_lands():
     assert not broken, "links that land nowhere:\n" + "\n".join(broken)
 
 
+def test_every_page_can_be_found_from_the_readme_and_the_index():
+    for index in (REPO / "README.md", REPO / "docs" / "README.md"):
+        text = index.read_text()
+        prefix = "docs/" if index.parent == REPO else ""
+        unlisted = [
+            page.name
+            for page in doc_pages.pages()
+            if page.parent.name == "docs"
+            and page.name != "README.md"
+            and f"]({prefix}{page.name})" not in text
+        ]
+        assert not unlisted, f"{index.relative_to(REPO)} does not link to: " + ", ".join(unlisted)
+
+
 def test_the_readme_is_a_front_page():
     lines = (REPO / "README.md").read_text().count("\n")
     assert lines < 250, f"README.md has {lines} lines; move detail to a docs/ page"
