@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import yaml
-from graph_common import REPO, run_measured, start_server, synthetic_proteins
+from graph_common import run_measured, start_server, synthetic_proteins
 
 from protembed import graph, parquet_io
+from protembed.config import load_settings
 
 DIMENSION = 1280
 MODEL = "facebook/esm2_t33_650M_UR50D"
@@ -30,11 +31,15 @@ MODEL = "facebook/esm2_t33_650M_UR50D"
 EXPORT = """
 import json, time
 from protembed import steps
-from protembed.config import load_config
-config = load_config({config!r})
-config["min_proteins_per_shard"] = 1  # every shard of config.yaml, as before the floor
+from protembed.config import load_settings
+settings = load_settings({config!r})
+# every shard of config.yaml, as before the floor
+shards = settings.shards._replace(min_proteins_per_shard=1)
 started = time.perf_counter()
-manifest = steps.export(config, {directory!r} + "/manifest.json", {directory!r} + "/shards")
+manifest = steps.export(
+    settings.graph, settings.model, shards, {directory!r} + "/manifest.json",
+    {directory!r} + "/shards"
+)
 print(json.dumps({{"seconds": time.perf_counter() - started, "exported": manifest["exported"],
                   "unique": manifest["unique_sequences"]}}))
 """
@@ -42,10 +47,12 @@ print(json.dumps({{"seconds": time.perf_counter() - started, "exported": manifes
 LOAD = """
 import json, time
 from protembed import steps
-from protembed.config import load_config
-config = load_config({config!r})
+from protembed.config import load_settings
+settings = load_settings({config!r})
 started = time.perf_counter()
-receipt = steps.load(config, {embeddings!r}, {rejects!r}, {directory!r} + "/receipt.json")
+receipt = steps.load(
+    settings.graph, settings.model, {embeddings!r}, {rejects!r}, {directory!r} + "/receipt.json"
+)
 print(json.dumps({{"seconds": time.perf_counter() - started, "written": receipt["written"]}}))
 """
 
@@ -102,9 +109,10 @@ def main() -> int:
                 label = f"Bench{size}"
                 directory = work / label
                 directory.mkdir()
-                config = yaml.safe_load((REPO / "config.yaml").read_text())
-                config["graph"].update(label=label, create_vector_index=False)
-                config["model"]["name"] = MODEL
+                config = {
+                    "graph": {"label": label, "create_vector_index": False},
+                    "model": {"name": MODEL},
+                }
                 config_path = directory / "config.yaml"
                 config_path.write_text(yaml.safe_dump(config))
                 proteins = synthetic_proteins(size)
@@ -117,7 +125,7 @@ def main() -> int:
                 exported, export_rss = run_measured(
                     EXPORT.format(config=str(config_path), directory=str(directory)), env
                 )
-                embeddings = embeddings_file(directory, proteins, config["shards"])
+                embeddings = embeddings_file(directory, proteins, load_settings(config).shards.most)
                 loaded, load_rss = run_measured(
                     LOAD.format(
                         config=str(config_path),

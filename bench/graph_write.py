@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pyarrow as pa
-from graph_common import REPO, start_server, store_files, synthetic_proteins
+from graph_common import start_server, store_files, synthetic_proteins
 
 from protembed import __version__, graph, parquet_io, steps
-from protembed.config import load_config
+from protembed.config import Settings, load_settings
 
 # Each protein created here, by id: the load writes a vector only where its sequence is.
 SEQUENCES: dict[str, str] = {}
@@ -111,10 +111,12 @@ def our_file(directory: Path, ids: list[str], vectors: np.ndarray) -> tuple[str,
     return str(path), str(rejects)
 
 
-def our_load(config: dict, directory: Path, ids: list[str], vectors: np.ndarray) -> float:
+def our_load(settings: Settings, directory: Path, ids: list[str], vectors: np.ndarray) -> float:
     """Seconds of the load step's writes (its receipt's write_seconds)."""
     path, rejects = our_file(directory, ids, vectors)
-    receipt = steps.load(config, path, rejects, str(directory / "receipt.json"))
+    receipt = steps.load(
+        settings.graph, settings.model, path, rejects, str(directory / "receipt.json")
+    )
     assert receipt["written"] == len(ids), receipt
     return receipt["write_seconds"]
 
@@ -139,11 +141,9 @@ class Meter:
         return np.array([time.perf_counter(), time.process_time(), server.user + server.system])
 
 
-def our_config(**graph_settings) -> dict:
-    config = load_config(REPO / "config.yaml")
-    config["model"]["name"] = MODEL
-    config["graph"].update(create_vector_index=False, **graph_settings)
-    return config
+def our_config(**graph_settings) -> Settings:
+    graph_settings = {"create_vector_index": False, **graph_settings}
+    return load_settings({"model": {"name": MODEL}, "graph": graph_settings})
 
 
 def create_proteins(driver, prefix: str, count: int) -> list[str]:
@@ -186,11 +186,13 @@ def speed(work: Path, count: int, rounds: int, dimension: int) -> None:
                         if path == "seed":
                             seed_load(driver, ids[path][part], vectors[part])
                         elif path == "ours":
-                            steps.load(our_config(), *files[path], str(work / "receipt.json"))
+                            our = our_config()
+                            receipt = str(work / "receipt.json")
+                            steps.load(our.graph, our.model, *files[path], receipt)
                         else:
-                            settings = our_config()["graph"]
+                            settings = our_config().graph
                             batches = steps._vector_batches(
-                                files[path][0], settings["write_batch_size"]
+                                files[path][0], settings.write_batch_size
                             )
                             graph.ProteinGraph(
                                 driver, vector_property="embedding_bare"

@@ -37,10 +37,10 @@ from pathlib import Path
 import torch
 import yaml
 from embed_cpu import esm2_8m_random  # bench/ is on sys.path when this script runs
-from snakemake.utils import validate
 
 from protembed import graph, steps
 from protembed.adapters import load_adapter
+from protembed.config import load_settings
 from protembed.embedding import embed_sequences
 from protembed.errors import RejectedSequence
 from protembed.testing.fasta import read_proteins
@@ -48,7 +48,6 @@ from protembed.testing.local_neo4j import REPO_ROOT, LocalNeo4j
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 SNAKEFILE = REPO_ROOT / "workflow" / "Snakefile"
-SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 # What one embed job imports before it can start (snakemake's script preamble included).
 JOB_IMPORTS = (
     "import snakemake.script, torch, transformers, protembed.steps, protembed.adapters.esm2"
@@ -56,12 +55,12 @@ JOB_IMPORTS = (
 
 
 def run_config(model_dir: Path, shards: int, vector_property: str) -> dict:
-    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
-    config["shards"] = shards
-    config["min_proteins_per_shard"] = 1  # --shards embed jobs, however few the proteins
-    config["results"] = "results"
-    config["model"].update(name=str(model_dir), device="cpu", property=vector_property)
-    return config
+    return {
+        "shards": shards,
+        "min_proteins_per_shard": 1,  # --shards embed jobs, however few the proteins
+        "results": "results",
+        "model": {"name": str(model_dir), "device": "cpu", "property": vector_property},
+    }
 
 
 def children_cpu_seconds() -> float:
@@ -92,12 +91,15 @@ def snakemake_cli(directory: Path, config: dict, cores: int, env: dict) -> float
 
 def steps_in_process(directory: Path, config: dict) -> dict[str, float]:
     """The workflow's four steps called directly, as a notebook would."""
-    validate(config, str(SCHEMA))  # fills in the schema's defaults, as the Snakefile does
+    settings = load_settings(config)
+    graph_settings, model = settings.graph, settings.model
     run = directory / "run"
     run.mkdir(parents=True)
     timings = {}
     started = time.perf_counter()
-    manifest = steps.export(config, str(run / "manifest.json"), str(run / "shards"))
+    manifest = steps.export(
+        graph_settings, model, settings.shards, run / "manifest.json", run / "shards"
+    )
     timings["export"] = time.perf_counter() - started
     shards = [shard["path"] for shard in manifest["shards"]]
     embedded, rejects = [], []
@@ -105,14 +107,14 @@ def steps_in_process(directory: Path, config: dict) -> dict[str, float]:
         embedded.append(str(run / f"embedded-{i}.parquet"))
         rejects.append(str(run / f"rejects-{i}.parquet"))
         started = time.perf_counter()
-        steps.embed(config, shard, embedded[-1], rejects[-1], residues_path=str(run / f"r{i}.pq"))
+        steps.embed(model, shard, embedded[-1], rejects[-1], residues_path=str(run / f"r{i}.pq"))
         timings[f"embed shard {i}"] = time.perf_counter() - started
     started = time.perf_counter()
     paths = [run / "embeddings.parquet", run / "rejects.parquet", run / "summary.json"]
-    steps.merge(config, str(run / "manifest.json"), embedded, rejects, *map(str, paths))
+    steps.merge(model, str(run / "manifest.json"), embedded, rejects, *map(str, paths))
     timings["merge"] = time.perf_counter() - started
     started = time.perf_counter()
-    steps.load(config, str(paths[0]), str(paths[1]), str(run / "receipt.json"))
+    steps.load(graph_settings, model, str(paths[0]), str(paths[1]), str(run / "receipt.json"))
     timings["load"] = time.perf_counter() - started
     return timings
 
@@ -131,15 +133,15 @@ class PureModel:
             except RejectedSequence:
                 continue
         self.residues = sum(map(len, self.sequences))
-        self.model = config["model"]
+        self.model = load_settings(config).model
         self.embed(self.sequences[:8])  # warm-up: one-time costs belong to the workflow side
 
     def embed(self, sequences: list[str]) -> None:
         embed_sequences(
             self.adapter,
             sequences,
-            long_sequences=self.model["long_sequences"],
-            overlap=self.model["chunk_overlap"],
+            long_sequences=self.model.long_sequences,
+            overlap=self.model.chunk_overlap,
         )
 
     def time(self) -> tuple[float, float]:

@@ -5,7 +5,7 @@ import logging
 from protembed.gpu_lease import lease_gpu
 from protembed.jobs import snakemake_job
 
-with snakemake_job(snakemake) as progress, lease_gpu(snakemake.config["model"]["device"]):
+with snakemake_job(snakemake) as progress, lease_gpu(snakemake.params.model.device):
     # torch only now: CUDA reads CUDA_VISIBLE_DEVICES once, when it starts, and the lease
     # has just set it.
     import torch
@@ -23,7 +23,7 @@ with snakemake_job(snakemake) as progress, lease_gpu(snakemake.config["model"]["
     )
     torch.set_num_threads(snakemake.threads)
     embed(
-        snakemake.config,
+        snakemake.params.model,
         snakemake.input.shard,
         snakemake.output.embeddings,
         snakemake.output.rejects,

@@ -4,4 +4,11 @@ from protembed.jobs import snakemake_job
 from protembed.steps import export
 
 with snakemake_job(snakemake):
-    export(snakemake.config, snakemake.output.manifest, snakemake.output.shards)
+    params = snakemake.params
+    export(
+        params.graph,
+        params.model,
+        params.shards,
+        snakemake.output.manifest,
+        snakemake.output.shards,
+    )

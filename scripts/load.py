@@ -5,7 +5,8 @@ from protembed.steps import load
 
 with snakemake_job(snakemake):
     load(
-        snakemake.config,
+        snakemake.params.graph,
+        snakemake.params.model,
         snakemake.input.embeddings,
         snakemake.input.rejects,
         snakemake.output.receipt,

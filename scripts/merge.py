@@ -5,7 +5,7 @@ from protembed.steps import merge
 
 with snakemake_job(snakemake):
     merge(
-        snakemake.config,
+        snakemake.params.model,
         snakemake.input.manifest,
         list(snakemake.input.embeddings),
         list(snakemake.input.rejects),

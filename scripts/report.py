@@ -4,4 +4,5 @@ from protembed.jobs import snakemake_job
 from protembed.report import build
 
 with snakemake_job(snakemake):
-    build(snakemake.config, dict(snakemake.input), dict(snakemake.output))
+    params = snakemake.params
+    build(params.graph, params.model, params.report, dict(snakemake.input), dict(snakemake.output))

@@ -4,5 +4,12 @@ from protembed.jobs import snakemake_job
 from protembed.steps import snapshot
 
 with snakemake_job(snakemake):
-    out = snakemake.output
-    snapshot(snakemake.config, out.vectors, out.rejects, out.summary, snakemake.input.run_summary)
+    out, params = snakemake.output, snakemake.params
+    snapshot(
+        params.graph,
+        params.model,
+        out.vectors,
+        out.rejects,
+        out.summary,
+        snakemake.input.run_summary,
+    )

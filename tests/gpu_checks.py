@@ -17,7 +17,7 @@ import torch
 
 from protembed import Embedder, parquet_io, steps
 from protembed.adapters import load_adapter
-from protembed.config import load_config
+from protembed.config import load_settings
 from protembed.embedding import embed_sequences
 from protembed.gpu_lease import lease_gpu
 from protembed.testing.random_models import (
@@ -131,10 +131,10 @@ def test_one_embed_job_on_an_exported_shard(tmp_path, tiny_esm2, synechocystis):
         "ids": [[i] for i in proteins],
     }
     parquet_io.write_table(pa.table(rows, schema=parquet_io.SHARD_SCHEMA), shard)
-    config = load_config({"model": {"name": str(tiny_esm2), "device": "cuda"}})
+    model = load_settings({"model": {"name": str(tiny_esm2), "device": "cuda"}}).model
     out = [tmp_path / name for name in ("embedded.parquet", "rejects.parquet")]
     with lease_gpu("cuda", lock_dir=tmp_path / "locks") as lease:
-        summary = steps.embed(config, shard, *out)
+        summary = steps.embed(model, shard, *out)
     assert lease.device is not None
     assert summary["embedded"] + summary["rejected_proteins"] == len(proteins)
     metadata = parquet_io.read_metadata(out[0])

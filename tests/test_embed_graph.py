@@ -8,7 +8,7 @@ from workflow_runner import read_json, run_workflow, write_config
 
 import protembed
 from protembed import graph
-from protembed.config import load_config
+from protembed.config import load_settings
 from protembed.errors import UserError
 
 PROPERTY = "embedding_tiny_esm2"
@@ -99,7 +99,7 @@ def test_embed_graph_leaves_the_graph_as_the_workflow_does(
     again = protembed.embed_graph(config, progress=False)
     assert again["exported"] == 0 and again["load"]["written"] == 0
     assert graph_state(database) == by_snakemake
-    assert load_config(config)["results"] == str(tmp_path / "in_process")
+    assert load_settings(config).results == tmp_path / "in_process"
 
 
 def test_every_output_describes_the_graph_after_incremental_and_empty_runs(

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoTokenizer, EsmModel
 
 from protembed import Embedder, parquet_io, steps
-from protembed.config import load_config
+from protembed.config import load_settings
 from protembed.errors import UserError
 from protembed.testing.random_models import save_random_esmc
 
@@ -129,7 +129,7 @@ def test_workflow_embed_step_gives_the_notebooks_vectors(tiny_esm2, synechocysti
     proteins = synechocystis[:40]
     config_file = tmp_path / "config.yaml"
     config_file.write_text(f"model:\n  name: {tiny_esm2}\n  device: cpu\n")
-    config = load_config(config_file)
+    model = load_settings(config_file).model
     shard = tmp_path / "shard.parquet"
     rows = {
         "sequence_sha256": [f"sha-{i}" for i in range(len(proteins))],
@@ -138,9 +138,9 @@ def test_workflow_embed_step_gives_the_notebooks_vectors(tiny_esm2, synechocysti
     }
     parquet_io.write_table(pa.table(rows, schema=parquet_io.SHARD_SCHEMA), shard)
     vectors, rejects = tmp_path / "vectors.parquet", tmp_path / "rejects.parquet"
-    steps.embed(config, shard, vectors, rejects)
+    steps.embed(model, shard, vectors, rejects)
 
-    embedder = Embedder.from_config(config["model"], progress=False)
+    embedder = Embedder(model, progress=False)
     notebook = embedder.encode([p["sequence"] for p in proteins])
     workflow = parquet_io.read_table(vectors)
     assert workflow["ids"].to_pylist() == [[p["accession_id"]] for p in proteins]

@@ -7,18 +7,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from snakemake.utils import validate
 from transformers import AutoTokenizer, EsmModel
 
 from protembed import parquet_io, steps
 from protembed.adapters import detect_family, environment, load_adapter
-from protembed.config import check_config
+from protembed.config import load_config, load_settings
 from protembed.embedding import Embedded, EmbeddingKind, batches, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence, UserError
-from protembed.names import vector_property
 from protembed.testing.random_models import save_random_esmc
-
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 SEQUENCES = [
     "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQ",
@@ -74,8 +70,8 @@ def test_family_detected_from_local_config_then_name(tiny_esm2, tmp_path):
 
 
 def test_esm3_names_its_environment():
-    assert environment({"name": "esm3-open", "family": "auto"}) == "esm.yaml"
-    assert environment({"name": "biohub/ESMC-300M", "family": "auto"}) == "embed.yaml"
+    assert environment(load_settings({"model": {"name": "esm3-open"}}).model) == "esm.yaml"
+    assert environment(load_settings({"model": {"name": "biohub/ESMC-300M"}}).model) == "embed.yaml"
     # The esm package lives in envs/esm.yaml only; here the adapter says where to go.
     with pytest.raises(UserError, match=r"needs 'esm'.*envs/esm.yaml"):
         load_adapter("esm3-open", "auto", "cpu")
@@ -91,12 +87,12 @@ def test_kind_names_layers_and_properties(adapter):
         embed_sequences(adapter, ["MKT"], kind=EmbeddingKind(3))
     # Another kind is another vector space: a property of its own, unless named explicitly.
     model = {"name": "facebook/esm2_t6_8M_UR50D", "embedding": {"layer": "last"}}
-    assert vector_property({"model": model}) == "embedding_esm2_t6_8M_UR50D"
+    assert load_settings({"model": model}).model.property == "embedding_esm2_t6_8M_UR50D"
     model["embedding"] = {"layer": 4, "normalize": True}
-    assert vector_property({"model": model}) == "embedding_esm2_t6_8M_UR50D_layer4_l2"
+    assert load_settings({"model": model}).model.property == "embedding_esm2_t6_8M_UR50D_layer4_l2"
     for layer in ("middle", -1):
         with pytest.raises(UserError, match="model.embedding.layer"):
-            check_config({"model": {"embedding": {"layer": layer}}}, SCHEMA)
+            load_config({"model": {"embedding": {"layer": layer}}})
 
 
 def test_mean_excludes_special_tokens_and_padding(adapter, reference):
@@ -184,10 +180,9 @@ def test_embed_step_writes_what_the_kind_says(adapter, tiny_esm2, tmp_path):
             "embedding": {"layer": "all", "per_residue": True},
         }
     }
-    validate(config, str(SCHEMA))  # fills in the schema's defaults, as the Snakefile does
     out = {name: tmp_path / f"{name}.parquet" for name in ("vectors", "rejects", "residues")}
     summary = steps.embed(
-        config,
+        load_settings(config).model,
         shard_file(tmp_path / "shard.parquet", sequences),
         out["vectors"],
         out["rejects"],
@@ -225,7 +220,8 @@ def test_embed_step_writes_what_the_kind_says(adapter, tiny_esm2, tmp_path):
 
     config["model"]["embedding"] = {"layer": "last", "per_residue": False, "normalize": True}
     shard = tmp_path / "shard.parquet"
-    steps.embed(config, shard, out["vectors"], out["rejects"], residues_path=out["residues"])
+    model = load_settings(config).model
+    steps.embed(model, shard, out["vectors"], out["rejects"], residues_path=out["residues"])
     assert parquet_io.count_rows(out["residues"]) == 0
     assert parquet_io.read_metadata(out["residues"])["embedding"] == "none"
     vectors = parquet_io.read_table(out["vectors"]).to_pydict()

@@ -6,6 +6,7 @@ import pytest
 from conftest import vectors_on
 
 from protembed import graph
+from protembed.config import load_settings
 from protembed.errors import UserError
 
 
@@ -94,6 +95,7 @@ def batch(ids: list[str], vectors: np.ndarray, shas: list[str], sequences=None):
     return graph.VectorBatch(ids, sequences, shas, ["whole"] * len(ids), vectors)
 
 
+DEFAULT_INDEX = load_settings({}).graph.vector_index
 PROVENANCE = {
     "model": "m",
     "model_revision": "r1",
@@ -237,19 +239,19 @@ def test_an_index_of_another_dimension_or_too_many_dimensions_is_refused(databas
         "'cosine'}}"
     )
     pyeed = vectors_on(database, "embedding")
-    pyeed.check_vector_index(1280, create=True)
+    pyeed.check_vector_index(1280, True, DEFAULT_INDEX)
     with pytest.raises(
         UserError,
         match="vector index vector_index_Protein_embedding on Protein.embedding "
         "holds 1280 dimensions but model makes 320; set model.property",
     ):
-        pyeed.check_vector_index(320, create=True)
+        pyeed.check_vector_index(320, True, DEFAULT_INDEX)
     unindexed = vectors_on(database, "embedding_esm2_t48_15B_UR50D")
     with pytest.raises(
         UserError, match="5120-dimensional .* at most 4096; set graph.create_vector_index: false"
     ):
-        unindexed.check_vector_index(5120, create=True)
-    unindexed.check_vector_index(5120, create=False)
+        unindexed.check_vector_index(5120, True, DEFAULT_INDEX)
+    unindexed.check_vector_index(5120, False, DEFAULT_INDEX)
 
 
 def test_the_server_line_is_known_and_the_native_vector_type_is_not_on_community(

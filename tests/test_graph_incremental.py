@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from protembed import __version__, graph, provenance, steps
-from protembed.config import load_config
+from protembed.config import load_config, load_settings
 from protembed.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,16 +29,22 @@ def kmer_config(name: str = "kmer-2") -> dict:
 
 def run_steps(config: dict, directory: Path, load: bool = True) -> tuple[dict, dict | None]:
     """One workflow run: the manifest and the load receipt (None when not loaded)."""
+    settings = load_settings(config)
+    graph_settings, model = settings.graph, settings.model
     manifest = steps.export(
-        config, directory / "export" / "manifest.json", directory / "export" / "shards"
+        graph_settings,
+        model,
+        settings.shards,
+        directory / "export" / "manifest.json",
+        directory / "export" / "shards",
     )
     shards = [shard["path"] for shard in manifest["shards"]]
     embedded = [directory / "embed" / f"shard-{i}.parquet" for i in range(len(shards))]
     rejects = [directory / "embed" / f"shard-{i}.rejects.parquet" for i in range(len(shards))]
     for shard, output, rejected in zip(shards, embedded, rejects, strict=True):
-        steps.embed(config, str(shard), str(output), str(rejected))
+        steps.embed(model, str(shard), str(output), str(rejected))
     steps.merge(
-        config,
+        model,
         directory / "export" / "manifest.json",
         embedded,
         rejects,
@@ -49,7 +55,8 @@ def run_steps(config: dict, directory: Path, load: bool = True) -> tuple[dict, d
     if not load:
         return manifest, None
     receipt = steps.load(
-        config,
+        graph_settings,
+        model,
         directory / "embeddings.parquet",
         directory / "rejects.parquet",
         directory / "receipt.json",
@@ -177,8 +184,10 @@ def test_the_load_refuses_vectors_from_another_space(tmp_path, database, protein
     run_steps(config, directory, load=False)
     config["model"]["property"] = KMER2
     with pytest.raises(UserError, match=f"{KMER2} already holds .*dimension 400 there, 20 now"):
+        settings = load_settings(config)
         steps.load(
-            config,
+            settings.graph,
+            settings.model,
             directory / "embeddings.parquet",
             directory / "rejects.parquet",
             directory / "receipt.json",

@@ -85,7 +85,7 @@ def test_parent_workflow_runs_ours_as_a_module_and_consumes_its_outputs(
     assert record["vectors"]["dimension"] == 400 and record["vectors"]["embedding"] == "mean_last"
     assert record["compute"]["device"] == "cpu" and record["compute"]["precision"] == "float32"
     assert record["compute"]["batching"] == "padded"
-    assert record["settings"]["shards"] == 2 and record["settings"]["graph"]["label"] == "Protein"
+    assert record["settings"]["model"]["name"] == "kmer-2" and record["graph"]["label"] == "Protein"
     assert {"python", "numpy", "pyarrow", "neo4j", "snakemake"} <= record["versions"].keys()
     assert record["neo4j_server"] == manifest.get("server")
     n = len(proteins)

@@ -9,7 +9,7 @@ import pytest
 from workflow_runner import run_workflow, write_config
 
 from protembed import graph
-from protembed.config import load_config
+from protembed.config import load_settings
 from protembed.errors import UserError
 from protembed.preflight import check_before_run, check_model
 
@@ -31,8 +31,8 @@ def proteins(database):
     return database
 
 
-def kmer(**sections) -> dict:
-    return load_config({"model": {"name": "kmer-2"}, **sections})
+def kmer(**sections):
+    return load_settings({"model": {"name": "kmer-2"}, **sections})
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_a_typod_label_stops_the_workflow_before_any_job_and_any_schema(proteins
         from protembed import steps
 
         config = kmer(graph={"label": "Protien"})
-        steps.export(config, str(tmp_path / "m.json"), [str(tmp_path / "s.parquet")])
+        steps.export(config.graph, config.model, config.shards, tmp_path / "m.json", tmp_path)
     assert schema(proteins) == before
 
 
@@ -97,7 +97,7 @@ def test_a_server_that_is_down_is_said_once_and_never_retried(tmp_path, monkeypa
     write_config(tmp_path, model={"name": "kmer-2"})
     started = time.monotonic()
     with pytest.raises(UserError, match=r"cannot reach Neo4j at bolt://127\.0\.0\.1:9"):
-        check_before_run(load_config(str(tmp_path / "config.yaml")))
+        check_before_run(load_settings(tmp_path / "config.yaml"))
     assert time.monotonic() - started < 5
     # With retries, as the workstation profile sets them: it never becomes a job to retry.
     done = run_workflow(tmp_path, "--retries", "1")
@@ -133,7 +133,7 @@ def test_models_that_are_not_there_are_refused_saying_which_case(
         monkeypatch.setenv(key, value)
     started = time.monotonic()
     with pytest.raises(UserError) as refused:
-        check_model({"name": name, "family": "auto"})
+        check_model(kmer(model={"name": name}).model)
     assert time.monotonic() - started < 10
     assert str(refused.value).startswith(message) or message in str(refused.value)
 
@@ -141,8 +141,10 @@ def test_models_that_are_not_there_are_refused_saying_which_case(
 def test_a_local_directory_of_an_unknown_model_asks_for_the_family(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(UserError, match="cannot tell the model family"):
-        check_model({"name": str(tmp_path), "family": "auto"})
-    check_model({"name": str(tmp_path), "family": "esm2"})  # said explicitly: fine
+        check_model(kmer(model={"name": str(tmp_path)}).model)
+    check_model(
+        kmer(model={"name": str(tmp_path), "family": "esm2"}).model
+    )  # said explicitly: fine
 
 
 def test_a_run_with_nothing_to_embed_says_so_with_the_counts(proteins, tmp_path):

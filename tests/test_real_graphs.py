@@ -16,7 +16,7 @@ from workflow_runner import read_json, run_workflow, write_config
 
 import protembed
 from protembed import graph
-from protembed.config import load_config
+from protembed.config import load_config, load_settings
 from protembed.sequences import sequence_sha256
 from protembed.testing.fasta import read_proteins
 from protembed.testing.random_models import save_random_esm2
@@ -310,8 +310,10 @@ def test_a_sequence_changed_or_deleted_between_export_and_load_gets_no_stale_vec
 def steps_load(config: dict, directory: Path) -> dict:
     from protembed import steps
 
+    settings = load_settings(config)
     return steps.load(
-        config,
+        settings.graph,
+        settings.model,
         directory / "embeddings.parquet",
         directory / "rejects.parquet",
         directory / "receipt.json",

@@ -13,6 +13,7 @@ from test_graph_incremental import kmer_config, run_steps
 from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph, steps
+from protembed.config import load_settings
 from protembed.errors import UserError
 from protembed.report import (
     REJECTS_PER_PAGE,
@@ -58,29 +59,34 @@ def test_vector_index_is_built_with_the_configured_settings(database, tmp_path):
     # Another run asking for other settings is refused at export, before any embedding.
     config["graph"]["vector_index"]["hnsw"]["m"] = 32
     with pytest.raises(UserError, match=r"built with other settings \(hnsw_m 24 there, 32"):
-        steps.export(config, tmp_path / "again" / "manifest.json", [tmp_path / "again.parquet"])
-    assert not (tmp_path / "again" / "manifest.json").exists()
+        settings = load_settings(config)
+        steps.export(
+            settings.graph, settings.model, settings.shards, tmp_path / "again" / "m.json", tmp_path
+        )
+    assert not (tmp_path / "again" / "m.json").exists()
 
 
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("hnsw.m", 513, "hnsw.m is 513; Neo4j takes an integer from 1 to 512"),
-        ("hnsw.ef_construction", 0, "hnsw.ef_construction is 0; Neo4j takes an integer from 1"),
-        ("similarity_function", "dot", "similarity_function is 'dot'; Neo4j knows cosine and"),
+        ("hnsw.m", 513, "hnsw.m: 513 is greater than the maximum of 512"),
+        ("hnsw.ef_construction", 0, "hnsw.ef_construction: 0 is less than the minimum of 1"),
+        (
+            "similarity_function",
+            "dot",
+            "similarity_function: 'dot' is not one of cosine, euclidean",
+        ),
     ],
 )
-def test_settings_the_server_rejects_are_refused_before_embedding(
-    database, tmp_path, setting, value, message
-):
-    """Our ranges are the server's: it rejects the same value when asked directly."""
+def test_settings_the_server_rejects_are_refused_by_the_schema(database, setting, value, message):
+    """The schema's ranges are the server's: it rejects the same value when asked directly."""
     key, _, sub = setting.partition(".")
     index_config = {"similarity_function": "cosine", "hnsw": {"m": 16, "ef_construction": 100}}
     if sub:
         index_config[key][sub] = value
     else:
         index_config[key] = value
-    settings = graph.VectorIndexSettings.from_config(index_config)
+    settings = load_settings({"graph": {"vector_index": index_config}}).graph.vector_index
     with pytest.raises(Neo4jError, match="must be between|unsupported"):
         database.execute_query(
             "CREATE VECTOR INDEX refused FOR (p:Protein) ON p.v OPTIONS {indexConfig: {"
@@ -90,12 +96,8 @@ def test_settings_the_server_rejects_are_refused_before_embedding(
             m=settings.hnsw_m,
             ef=settings.hnsw_ef_construction,
         )
-    graph.ProteinGraph(database).add_proteins([{"accession_id": "P1", "sequence": "MKTAYIAK"}])
-    config = kmer_config()
-    config["graph"]["vector_index"] = index_config
     with pytest.raises(UserError, match=re.escape(f"graph.vector_index.{message}")):
-        steps.export(config, tmp_path / "export" / "manifest.json", [tmp_path / "s.parquet"])
-    assert not (tmp_path / "export" / "manifest.json").exists()
+        load_settings({"graph": {"vector_index": index_config}})
 
 
 def report_results(html: str) -> dict[str, str]:

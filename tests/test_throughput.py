@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from snakemake.utils import validate
-from test_embedding import SCHEMA, SEQUENCES, cosine, shard_file
+from test_embedding import SEQUENCES, cosine, shard_file
 
 from protembed import parquet_io, steps
 from protembed.adapters import load_adapter
 from protembed.adapters.base import Adapter, cast_keeping_rotary_float32, choose_precision
+from protembed.config import load_settings
 from protembed.embedding import Embedded, PieceRunner, Plan, embed_sequences, finish
 from protembed.errors import RejectedSequence
 
@@ -137,7 +137,7 @@ def test_progress_line_reports_residues_and_proteins_per_second(tiny_esm2):
 
 def test_embed_and_merge_record_throughput(tiny_esm2, tmp_path):
     config = {"model": {"name": str(tiny_esm2), "device": "cpu", "tokens_per_batch": 512}}
-    validate(config, str(SCHEMA))
+    model = load_settings(config).model
     shards, embedded, rejects = [], [], []
     for i, chunk in enumerate((SEQUENCES[:2], SEQUENCES[2:])):
         shards.append(
@@ -147,7 +147,7 @@ def test_embed_and_merge_record_throughput(tiny_esm2, tmp_path):
         )
         embedded.append(tmp_path / f"embedded-{i}.parquet")
         rejects.append(tmp_path / f"rejects-{i}.parquet")
-        steps.embed(config, shards[-1], embedded[-1], rejects[-1], token_budget_divisor=2)
+        steps.embed(model, shards[-1], embedded[-1], rejects[-1], token_budget_divisor=2)
     per_shard = [parquet_io.read_metadata(path)["throughput"] for path in embedded]
     auto_on_cpu = str(choose_precision("auto", torch.device("cpu"), torch.float16))
     auto_on_cpu = auto_on_cpu.removeprefix("torch.")
@@ -169,7 +169,7 @@ def test_embed_and_merge_record_throughput(tiny_esm2, tmp_path):
         manifest,
     )
     out = [tmp_path / name for name in ("all.parquet", "rejects.parquet", "summary.json")]
-    summary = steps.merge(config, manifest, embedded, rejects, *out)
+    summary = steps.merge(model, manifest, embedded, rejects, *out)
     run = summary["throughput"]
     assert run["shards"] == per_shard
     assert run["residues"] == sum(map(len, SEQUENCES))

@@ -10,16 +10,17 @@ import argparse
 import sys
 
 from . import graph
-from .config import load_config
+from .config import load_settings
 from .errors import UserError
 from .names import identifier
 
 
 def neighbours(args: argparse.Namespace) -> None:
-    config = load_config(args.config)
+    settings = load_settings(args.config)
+    model = settings.model
     if args.property:
-        config["model"]["property"] = identifier(args.property, "--property")
-    with graph.ProteinGraph.from_config(config) as proteins:
+        model = model._replace(property=identifier(args.property, "--property"))
+    with graph.ProteinGraph.from_settings(settings.graph, model) as proteins:
         found = proteins.nearest_neighbours(args.accession, args.k)
         if not found:
             raise UserError(_no_neighbours(proteins, args.accession))

@@ -23,7 +23,8 @@ import numpy as np
 from tqdm import TqdmWarning
 
 from .adapters import load_adapter, resolve_device
-from .adapters.base import PRECISIONS, Adapter
+from .adapters.base import Adapter
+from .config import ModelSettings, embedder_settings
 from .embedding import Embedded, EmbeddingKind, default_tokens_per_batch, embed_sequences
 from .errors import RejectedSequence, UserError
 from .sequences import fasta_accession, read_fasta, sequence_sha256
@@ -36,7 +37,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm as auto_bar
 
-LONG_SEQUENCE_POLICIES = ("chunk", "truncate", "reject")
 ERROR_MODES = ("raise", "nan", "skip")
 
 # progress="auto" shows no bar for fewer sequences than this. A call that small is mostly
@@ -127,12 +127,15 @@ class Records:
 class Embedder:
     """A protein language model with one embedding kind, as notebooks and the workflow use it.
 
-    `layer`: last, first, all, or a layer number (0 the input embeddings); `normalize`: L2;
-    `long_sequences`: chunk, truncate or reject beyond `max_residues` (default: the model's
-    trained length); `precision`: auto, float32, bfloat16 or float16 (auto: the family's
-    half precision on a GPU, bfloat16 on a CPU that runs it natively, float32 elsewhere);
-    `tokens_per_batch`: auto (on a GPU: sized to its free memory) or a number;
-    `compile`: torch.compile the model (auto: off until a benchmark shows a gain);
+    `model`: a hub name or a local directory (or the workflow's ModelSettings). The other
+    settings are config.yaml's `model` keys, flat, with the same defaults and ranges (the
+    schema's; docs/configuration.md): `family`, `device`, `layer` (last, first, all, or a
+    layer number, 0 the input embeddings), `normalize` (L2), `long_sequences` (chunk,
+    truncate or reject beyond `max_residues`, default the model's trained length),
+    `chunk_overlap`, `precision` (auto: the family's half precision on a GPU, bfloat16 on a
+    CPU that runs it natively, float32 elsewhere), `tokens_per_batch` (auto: on a GPU, sized
+    to its free memory) and `compile` (torch.compile; auto: off until a benchmark shows a
+    gain).
     `devices`: "all" or a list of devices to spread each call over, one worker process each;
     `progress`: auto (a bar for calls of BAR_FROM_SEQUENCES sequences or more), True or
     False; the bar is tqdm's widget in Jupyter with ipywidgets, its text bar elsewhere.
@@ -140,64 +143,25 @@ class Embedder:
 
     def __init__(
         self,
-        model: str,
+        model: "str | Path | ModelSettings",
         *,
-        family: str = "auto",
-        device: str = "auto",
         devices: str | list[str] | None = None,
-        layer: str | int = "last",
-        normalize: bool = False,
-        long_sequences: str = "chunk",
-        max_residues: int | None = None,
-        chunk_overlap: int = 256,
-        precision: str = "auto",
-        tokens_per_batch: int | str = "auto",
-        compile: bool | str = "auto",
         progress: bool | str = "auto",
+        **settings,
     ):
-        if long_sequences not in LONG_SEQUENCE_POLICIES:
-            raise UserError(
-                f"long_sequences {long_sequences!r} is not one of "
-                f"{', '.join(LONG_SEQUENCE_POLICIES)}"
-            )
-        if precision not in PRECISIONS:
-            raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        if tokens_per_batch != "auto" and not (
-            isinstance(tokens_per_batch, int) and tokens_per_batch >= 1
-        ):
-            raise UserError(f"tokens_per_batch {tokens_per_batch!r} is not auto or a number >= 1")
-        self.model = str(model)
-        self.family = family
+        if isinstance(model, ModelSettings):
+            self.settings = model._replace(**settings)
+        else:
+            self.settings = embedder_settings(str(model), **settings)
+        self.model = self.settings.name
         self.devices = _worker_devices(devices)
         # With workers, this process only prepares sequences: its copy stays off the GPUs.
+        device = self.settings.device
         self._device = "cpu" if self.devices and device == "auto" else device
-        self.kind = EmbeddingKind(layer, False, normalize)
-        self.long_sequences = long_sequences
-        self.max_residues = max_residues
-        self.chunk_overlap = chunk_overlap
-        self._precision = precision
-        self._compile = compile
-        self.tokens_per_batch = tokens_per_batch
+        self.kind = EmbeddingKind(self.settings.layer, False, self.settings.normalize)
         self.progress = progress
         self.last_rejects: dict[int, str] = {}  # encode's rejected inputs: index -> reason
         self._workers: list[ProcessPoolExecutor] = []  # one per entry of devices, once started
-
-    @classmethod
-    def from_config(cls, model: dict, **overrides) -> "Embedder":
-        """From config.yaml's `model` section (after the schema filled in its defaults)."""
-        settings = {
-            "family": model["family"],
-            "device": model["device"],
-            "layer": model["embedding"]["layer"],
-            "normalize": model["embedding"]["normalize"],
-            "long_sequences": model["long_sequences"],
-            "max_residues": model["max_residues"],
-            "chunk_overlap": model["chunk_overlap"],
-            "precision": model["precision"],
-            "tokens_per_batch": model["tokens_per_batch"],
-            "compile": model["compile"],
-        }
-        return cls(model["name"], **(settings | overrides))
 
     @classmethod
     def like_pyeed(cls, model: str, embedding_type: str, **settings) -> tuple["Embedder", bool]:
@@ -217,7 +181,13 @@ class Embedder:
     def adapter(self) -> Adapter:
         """The model in this process (loaded on first use, then shared by every Embedder
         with the same model, family, device and precision)."""
-        return cached_adapter(self.model, self.family, self._device, self._precision, self._compile)
+        return cached_adapter(
+            self.model,
+            self.settings.family,
+            self._device,
+            self.settings.precision,
+            self.settings.compile,
+        )
 
     @property
     def dimension(self) -> int:
@@ -241,7 +211,7 @@ class Embedder:
 
     def token_budget(self, divisor: int = 1) -> int:
         """Tokens per forward pass: tokens_per_batch, or the device's automatic one."""
-        budget = self.tokens_per_batch
+        budget = self.settings.tokens_per_batch
         if budget == "auto" or self.adapter.device.type == "cpu":  # a CPU: always one piece
             layers = len(self.kind.layers(self.num_layers))
             budget = default_tokens_per_batch(self.adapter, layers)
@@ -291,9 +261,9 @@ class Embedder:
     def _run(self, prepared: list[str], kind: EmbeddingKind, budget: int, progress):
         settings = {
             "kind": kind,
-            "long_sequences": self.long_sequences,
-            "overlap": self.chunk_overlap,
-            "max_residues": self.max_residues,
+            "long_sequences": self.settings.long_sequences,
+            "overlap": self.settings.chunk_overlap,
+            "max_residues": self.settings.max_residues,
             "tokens_per_batch": budget,
         }
         if len(self.devices) < 2 or len(prepared) < 2:
@@ -304,7 +274,7 @@ class Embedder:
         """Each worker gets every n-th sequence by length, so all get similar work."""
         order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i]))
         parts = [order[w :: len(self.devices)] for w in range(len(self.devices))]
-        model = (self.model, self.family, self._precision, self._compile)
+        model = (self.model, self.settings.family, self.settings.precision, self.settings.compile)
         workers = self._start_workers()
         futures = [
             worker.submit(_embed_in_worker, model, device, [prepared[i] for i in part], settings)

@@ -43,14 +43,10 @@ class EmbeddingKind:
     per_residue: bool = False  # also keep every residue's vector
     normalize: bool = False  # L2-normalise each per-protein vector
 
-    @classmethod
-    def from_config(cls, embedding: dict) -> "EmbeddingKind":
-        return cls(embedding["layer"], embedding["per_residue"], embedding["normalize"])
-
     @property
     def name(self) -> str:
         """Short name of the per-protein vectors, stored with them in the graph."""
-        return embedding_kind({"layer": self.layer, "normalize": self.normalize})
+        return embedding_kind(self.layer, self.normalize)
 
     def layers(self, num_layers: int) -> list[int]:
         """Layer numbers to average (see adapters/base.py for the numbering)."""

@@ -25,6 +25,7 @@ import neo4j
 import numpy as np
 from neo4j.exceptions import AuthError, ClientError, ServiceUnavailable
 
+from .config import GraphSettings, ModelSettings, VectorIndexSettings
 from .errors import UserError
 from .names import MAX_INDEX_DIMENSIONS, identifier
 
@@ -211,68 +212,6 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
-class VectorIndexSettings:
-    """How a new vector index is built (graph.vector_index in config.yaml). The defaults
-    are Neo4j's own; the ranges are those the server accepts (Cypher manual, vector
-    indexes: configuration settings, 5.23 on)."""
-
-    similarity_function: str = "cosine"
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 100
-    quantization: bool = True
-    # The name of an index we create (None: <label>_<property>); an existing index on the
-    # property keeps its own name.
-    name: str | None = None
-
-    SIMILARITY_FUNCTIONS = ("cosine", "euclidean")
-    HNSW_M = (1, 512)
-    HNSW_EF_CONSTRUCTION = (1, 3200)
-
-    @classmethod
-    def from_config(cls, settings: dict | None) -> "VectorIndexSettings":
-        settings = settings or {}
-        hnsw = settings.get("hnsw", {})
-        return cls(
-            settings.get("similarity_function", cls.similarity_function),
-            hnsw.get("m", cls.hnsw_m),
-            hnsw.get("ef_construction", cls.hnsw_ef_construction),
-            settings.get("quantization", cls.quantization),
-            settings.get("name"),
-        )
-
-    def problems(self) -> list[str]:
-        """What the server would reject, as graph.vector_index.* messages."""
-        found = []
-        if self.similarity_function not in self.SIMILARITY_FUNCTIONS:
-            found.append(
-                f"graph.vector_index.similarity_function is {self.similarity_function!r}; "
-                f"Neo4j knows {' and '.join(self.SIMILARITY_FUNCTIONS)}"
-            )
-        for name, value, (low, high) in (
-            ("hnsw.m", self.hnsw_m, self.HNSW_M),
-            ("hnsw.ef_construction", self.hnsw_ef_construction, self.HNSW_EF_CONSTRUCTION),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                found.append(
-                    f"graph.vector_index.{name} is {value!r}; Neo4j takes an integer from "
-                    f"{low} to {high}"
-                )
-        if not isinstance(self.quantization, bool):
-            found.append(
-                f"graph.vector_index.quantization is {self.quantization!r}; it is true or false"
-            )
-        return found
-
-    def as_dict(self) -> dict:
-        return {
-            "similarity_function": self.similarity_function,
-            "hnsw_m": self.hnsw_m,
-            "hnsw_ef_construction": self.hnsw_ef_construction,
-            "quantization": self.quantization,
-        }
-
-
-@dataclass(frozen=True)
 class VectorIndex:
     name: str
     dimension: int | None
@@ -446,17 +385,19 @@ class ProteinGraph:
             raise
 
     @classmethod
-    def from_config(cls, config: dict, connection: Connection | None = None) -> "ProteinGraph":
-        """The graph and model property that a workflow config names, connected."""
-        from .names import vector_property
-
-        g = config["graph"]
+    def from_settings(
+        cls,
+        graph: GraphSettings,
+        model: ModelSettings | None = None,
+        connection: Connection | None = None,
+    ) -> "ProteinGraph":
+        """The graph the settings name, and the model's vector property, connected."""
         return cls.connect(
             connection,
-            label=g["label"],
-            id_property=g["id_property"],
-            sequence_property=g["sequence_property"],
-            vector_property=vector_property(config),
+            label=graph.label,
+            id_property=graph.id_property,
+            sequence_property=graph.sequence_property,
+            vector_property=model.property if model else None,
         )
 
     def close(self) -> None:
@@ -554,35 +495,31 @@ class ProteinGraph:
         )
         if not records:
             return None
-        config = (records[0]["options"] or {}).get("indexConfig", {})
-        similarity = config.get("vector.similarity_function")
+        options = (records[0]["options"] or {}).get("indexConfig", {})
+        similarity = options.get("vector.similarity_function")
         # 5.x reports quantization.enabled; 2026.x reports quantization.type instead.
-        kind = config.get("vector.quantization.type")
-        quantization = config.get(
+        kind = options.get("vector.quantization.type")
+        quantization = options.get(
             "vector.quantization.enabled", None if kind is None else kind != "NONE"
         )
         return VectorIndex(
             records[0]["name"],
-            config.get("vector.dimensions"),
+            options.get("vector.dimensions"),
             similarity.lower() if isinstance(similarity, str) else similarity,
             records[0]["state"],
-            config.get("vector.hnsw.m"),
-            config.get("vector.hnsw.ef_construction"),
+            options.get("vector.hnsw.m"),
+            options.get("vector.hnsw.ef_construction"),
             quantization,
             kind,
         )
 
     def check_vector_index(
-        self, dimension: int | None, create: bool, settings: VectorIndexSettings | None = None
+        self, dimension: int | None, create: bool, settings: VectorIndexSettings
     ) -> None:
         """Refuse, before any embedding, vectors that the property's index cannot hold, and
         index settings (graph.vector_index) that the server would reject or that differ
         from those of the index already there."""
         prop = self._need_vector_property()
-        settings = settings or VectorIndexSettings()
-        problems = settings.problems() if create else []
-        if problems:
-            raise UserError("; ".join(problems) + " (config.yaml, graph.vector_index)")
         index = self.vector_index()
         differs = index.differences(settings) if index is not None and create else []
         if differs:
@@ -608,10 +545,9 @@ class ProteinGraph:
             )
 
     def ensure_vector_index(
-        self, dimension: int, timeout_s: float, settings: VectorIndexSettings | None = None
+        self, dimension: int, timeout_s: float, settings: VectorIndexSettings
     ) -> str:
         """The (existing or new) vector index on the model's property, once ONLINE."""
-        settings = settings or VectorIndexSettings()
         self.check_vector_index(dimension, create=True, settings=settings)
         index = self.vector_index()
         if index is None:

@@ -21,20 +21,12 @@ def identifier(name: str, what: str) -> str:
     return name
 
 
-def embedding_kind(embedding: dict) -> str:
+def embedding_kind(layer: str | int, normalize: bool) -> str:
     """Short name of the per-protein vectors (model.embedding): mean_last, mean_layer12_l2..."""
-    layer = embedding.get("layer", "last")
     source = {"all": "all_layers"}.get(layer, layer if isinstance(layer, str) else f"layer{layer}")
-    return f"mean_{source}" + ("_l2" if embedding.get("normalize") else "")
+    return f"mean_{source}" + ("_l2" if normalize else "")
 
 
-def vector_property(config: dict) -> str:
-    """The node property for this model's vectors: one per model and embedding kind, so
-    spaces never mix (the default kind, mean_last, adds no suffix)."""
-    model = config["model"]
-    if model.get("property"):
-        return identifier(model["property"], "model.property")
-    slug = re.sub(r"[^A-Za-z0-9_]", "_", model["name"].rstrip("/").split("/")[-1])
-    kind = embedding_kind(model.get("embedding", {}))
-    suffix = "" if kind == "mean_last" else "_" + kind.removeprefix("mean_")
-    return identifier(f"embedding_{slug}{suffix}", "derived model.property")
+def model_slug(name: str) -> str:
+    """A model's name without its organisation, as an identifier's part."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name.rstrip("/").split("/")[-1])

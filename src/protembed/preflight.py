@@ -20,17 +20,20 @@ from neo4j.exceptions import DriverError, Neo4jError
 
 from . import graph
 from .adapters import hub_snapshot, resolve_family
+from .config import ModelSettings, Settings
 from .errors import UserError
 
 HUB_TIMEOUT_S = 5
 
 
-def check_before_run(config: dict) -> None:
-    check_model(config["model"])
+def check_before_run(settings: Settings) -> None:
+    check_model(settings.model)
     connection = graph.Connection.from_env()
     try:
-        with graph.ProteinGraph.from_config(config, connection) as proteins:
-            proteins.check_names(extra={"report.color_by": config["report"]["color_by"]})
+        with graph.ProteinGraph.from_settings(
+            settings.graph, settings.model, connection
+        ) as proteins:
+            proteins.check_names(extra={"report.color_by": settings.report.color_by})
     except (DriverError, Neo4jError) as error:  # the server went away while we asked
         first_line = (str(error).strip().splitlines() or [""])[0]
         raise UserError(
@@ -39,9 +42,9 @@ def check_before_run(config: dict) -> None:
         ) from error
 
 
-def check_model(model: dict) -> None:
+def check_model(model: ModelSettings) -> None:
     """The model named by model.name can be loaded from where it is said to be."""
-    name, family = model["name"], model["family"]
+    name, family = model.name, model.family
     path = Path(name).expanduser()
     if path.is_dir():
         if family == "auto" and not (path / "config.json").is_file():

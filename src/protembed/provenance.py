@@ -11,7 +11,7 @@ import platform
 from pathlib import Path
 
 from . import __version__
-from .names import embedding_kind
+from .config import ModelSettings, as_dict
 
 
 def versions() -> dict:
@@ -20,32 +20,30 @@ def versions() -> dict:
     return own | {n: importlib.metadata.version(n) for n in names}
 
 
-def expected_space(config: dict) -> tuple[dict, list[str]]:
+def expected_space(model: ModelSettings) -> tuple[dict, list[str]]:
     """What the export can tell about the run's vectors before a model is loaded, and which
     of it to compare: the weights' revision where it is known here (a local directory, a
     hub model in the cache), otherwise the model's name."""
-    model = config["model"]
     expected = {
-        "model": model["name"],
-        "model_revision": model_revision(model["name"]),
-        "embedding": embedding_kind(model["embedding"]),
+        "model": model.name,
+        "model_revision": model_revision(model.name),
+        "embedding": model.kind,
     }
     known = "model_revision" if expected["model_revision"] != "unknown" else "model"
     return expected, ["embedding", known]
 
 
-def embedding_metadata(config: dict, adapter, kind, *, per_residue: bool = False) -> dict:
+def embedding_metadata(model: ModelSettings, adapter, kind, *, per_residue: bool = False) -> dict:
     """What the vectors are, exactly: the kind's name (also stored in the graph) and, in
     words, which tokens and which layers (before or after the final norm) they come from."""
-    model = config["model"]
     extras = {}
     # esm lives in envs/esm.yaml only; snakemake where a job runs under it
     for package in ("esm", "sentencepiece", "snakemake"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             extras[package] = importlib.metadata.version(package)
     metadata = {
-        "model": model["name"],
-        "model_revision": model_revision(model["name"], adapter),
+        "model": model.name,
+        "model_revision": model_revision(model.name, adapter),
         "family": adapter.family,
         "implementation": getattr(adapter, "implementation", None),
         "embedding": kind.name,
@@ -57,9 +55,9 @@ def embedding_metadata(config: dict, adapter, kind, *, per_residue: bool = False
         "precision": adapter.precision,
         "attention": adapter.attention,
         "batching": adapter.batching,
-        "max_residues": model["max_residues"] or adapter.max_residues,
-        "long_sequences": model["long_sequences"],
-        "chunk_overlap": model["chunk_overlap"],
+        "max_residues": model.max_residues or adapter.max_residues,
+        "long_sequences": model.long_sequences,
+        "chunk_overlap": model.chunk_overlap,
         "device": str(adapter.device),
         "versions": versions() | extras,
         "created": now(),
@@ -99,7 +97,7 @@ def model_revision(name: str, adapter=None) -> str:
 
 
 def run_record(
-    config: dict,
+    model: ModelSettings,
     manifest: dict,
     metadata: dict | None,
     shard_metadata: list[dict],
@@ -120,10 +118,10 @@ def run_record(
     return {
         "protembed": __version__,
         "model": {
-            "name": config["model"]["name"],
+            "name": model.name,
             # The hub commit, or for a local directory a fingerprint of its files (see
             # model_revision); "kmer-counting-N" for the weight-free k-mer baseline.
-            "revision": embedded.get("model_revision", model_revision(config["model"]["name"])),
+            "revision": embedded.get("model_revision", model_revision(model.name)),
             "family": embedded.get("family"),
             "implementation": embedded.get("implementation"),
         },
@@ -144,7 +142,8 @@ def run_record(
                 if "throughput" in m
             ]
         },
-        "settings": config,
+        "settings": {"model": as_dict(model)},
+        "graph": {key: manifest[key] for key in ("label", "id_property", "sequence_property")},
         "versions": embedded.get("versions", {"protembed": __version__}),
         "neo4j_server": manifest.get("server"),
         "property": manifest["property"],

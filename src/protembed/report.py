@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import graph, parquet_io
+from .config import GraphSettings, ModelSettings, ReportSettings
 from .parquet_io import write_json
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,13 @@ LENGTH_BINS = (200, 400, 800)
 SEED = 0
 
 
-def build(config: dict, run: dict, out: dict) -> dict:
+def build(
+    graph_settings: GraphSettings,
+    model: ModelSettings,
+    settings: ReportSettings,
+    run: dict,
+    out: dict,
+) -> dict:
     """Write the report's pieces to the paths in `out` and return its numbers.
 
     `run` names the files read: graph_vectors, graph_rejects, graph_summary (the snapshot),
@@ -53,11 +60,10 @@ def build(config: dict, run: dict, out: dict) -> dict:
         for name in ("graph_summary", "summary", "run_record", "receipt")
     )
     rejects = parquet_io.read_table(run["graph_rejects"]).to_pylist()
-    settings = config["report"]
-    color_by, k = settings["color_by"], settings["neighbours"]
-    sample = Sample.draw(run["graph_vectors"], settings["sample"])
+    color_by, k = settings.color_by, settings.neighbours
+    sample = Sample.draw(run["graph_vectors"], settings.sample)
 
-    with graph.ProteinGraph.from_config(config) as proteins:
+    with graph.ProteinGraph.from_settings(graph_settings, model) as proteins:
         wanted = sample.ids + sample.query_ids
         labels = proteins.property_values(color_by, wanted) if color_by else {}
         index = proteins.vector_index()

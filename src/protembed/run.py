@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from . import graph, steps
-from .config import load_config
+from .config import Settings, load_settings
 from .errors import UserError
 from .jobs import log_file
-from .names import vector_property
 from .preflight import check_before_run
 
 if TYPE_CHECKING:
@@ -42,81 +41,72 @@ class Embeddings(NamedTuple):
     proteins: "pd.DataFrame"  # row i: ids[i]'s sequence_sha256 and provenance (STORED_COLUMNS)
 
 
-def run_directory(config: dict) -> Path:
-    """Where one model's outputs live (the workflow's RUN): one directory per property."""
-    return Path(config["results"]) / vector_property(config)
-
-
-def embed_graph(config: str | Path | dict, *, progress: bool = True) -> dict:
-    """Run export, embed (each shard the export made, one after the other), merge and load
-    here.
+def embed_graph(config: "str | Path | dict | Settings", *, progress: bool = True) -> dict:
+    """Run export, embed (each shard the export made, one after the other), merge, load
+    and snapshot here.
 
     `config`: a config.yaml path or a dict of the same shape (checked against the schema,
     defaults filled in); the Neo4j connection comes from the NEO4J_* environment variables
     as for the workflow. Returns the run's summary (summary.json) with the load's receipt
-    under `load`.
+    under `load` and what the graph holds under `graph`.
     """
-    config = load_config(config)
-    check_before_run(config)
-    run = run_directory(config)
-    manifest = run / "export" / "manifest.json"
-    with _step_log(run / "logs" / "export.log"):
-        exported = steps.export(config, str(manifest), str(run / "export" / "shards"))
+    settings = load_settings(config)
+    check_before_run(settings)
+    graph_settings, model, run = settings.graph, settings.model, settings.layout
+    with _step_log(run.log("export")):
+        exported = steps.export(graph_settings, model, settings.shards, run.manifest, run.shards)
     shards = range(len(exported["shards"]))
-    embedded = [run / "embed" / f"shard-{i}.parquet" for i in shards]
-    rejects = [run / "embed" / f"shard-{i}.rejects.parquet" for i in shards]
     for shard in shards:
-        with _step_log(run / "logs" / "embed" / f"shard-{shard}.log"):
+        with _step_log(run.log(f"embed/shard-{shard}")):
             steps.embed(
-                config,
-                exported["shards"][shard]["path"],
-                str(embedded[shard]),
-                str(rejects[shard]),
+                model,
+                run.shard(shard),
+                run.shard_embeddings(shard),
+                run.shard_rejects(shard),
                 progress=progress,
-                residues_path=str(run / "embed" / f"shard-{shard}.residues.parquet"),
+                residues_path=run.shard_residues(shard),
             )
-    with _step_log(run / "logs" / "merge.log"):
+    with _step_log(run.log("merge")):
         summary = steps.merge(
-            config,
-            str(manifest),
-            [str(path) for path in embedded],
-            [str(path) for path in rejects],
-            str(run / "embeddings.parquet"),
-            str(run / "rejects.parquet"),
-            str(run / "summary.json"),
-            str(run / "run.json"),
+            model,
+            run.manifest,
+            [run.shard_embeddings(shard) for shard in shards],
+            [run.shard_rejects(shard) for shard in shards],
+            run.embeddings,
+            run.rejects,
+            run.summary,
+            run.run_record,
         )
-    with _step_log(run / "logs" / "load.log"):
-        receipt = steps.load(
-            config,
-            str(run / "embeddings.parquet"),
-            str(run / "rejects.parquet"),
-            str(run / "load" / "receipt.json"),
-        )
-    with _step_log(run / "logs" / "snapshot.log"):
+    with _step_log(run.log("load")):
+        receipt = steps.load(graph_settings, model, run.embeddings, run.rejects, run.receipt)
+    with _step_log(run.log("snapshot")):
         held = steps.snapshot(
-            config,
-            str(run / "graph" / "vectors.parquet"),
-            str(run / "graph" / "rejects.parquet"),
-            str(run / "graph" / "summary.json"),
-            str(run / "summary.json"),
+            graph_settings,
+            model,
+            run.graph_vectors,
+            run.graph_rejects,
+            run.graph_summary,
+            run.summary,
         )
     return summary | {"load": receipt, "graph": held}
 
 
-def open_graph(config: str | Path | dict) -> graph.ProteinGraph:
+def open_graph(config: "str | Path | dict | Settings") -> graph.ProteinGraph:
     """The graph and model property a config names, connected; use it in a `with` block:
     `vector(id)`, `nearest_neighbours(id, k)`, `nearest_to(vector, k)`."""
-    return graph.ProteinGraph.from_config(load_config(config))
+    settings = load_settings(config)
+    return graph.ProteinGraph.from_settings(settings.graph, settings.model)
 
 
-def iter_embeddings(config: str | Path | dict, batch_size: int = 5000) -> Iterator[Embeddings]:
+def iter_embeddings(
+    config: "str | Path | dict | Settings", batch_size: int = 5000
+) -> Iterator[Embeddings]:
     """Every vector the graph holds for the config's model property, a page at a time, in
     id order: memory stays flat whatever the graph's size."""
     import pandas as pd
 
-    config = load_config(config)
-    with graph.ProteinGraph.from_config(config) as proteins:
+    settings = load_settings(config)
+    with graph.ProteinGraph.from_settings(settings.graph, settings.model) as proteins:
         for matrix, rows in proteins.stored_vectors(batch_size):
             table = pd.DataFrame(rows, columns=graph.STORED_COLUMNS)
             shared = table.iloc[0][list(SHARED)].to_dict()
@@ -124,20 +114,20 @@ def iter_embeddings(config: str | Path | dict, batch_size: int = 5000) -> Iterat
             yield Embeddings(table["id"].tolist(), matrix, shared, table)
 
 
-def read_embeddings(config: str | Path | dict) -> Embeddings:
+def read_embeddings(config: "str | Path | dict | Settings") -> Embeddings:
     """Every vector the graph holds for the config's model property (whichever runs put
     them there), with ids, sequence hashes and provenance: one matrix in memory. Nodes that
     share an id each have their own row."""
     import pandas as pd
 
-    config = load_config(config)
-    with graph.ProteinGraph.from_config(config) as proteins:
+    settings = load_settings(config)
+    with graph.ProteinGraph.from_settings(settings.graph, settings.model) as proteins:
         _check_it_fits(proteins)
-    pages = list(iter_embeddings(config, config["graph"]["export_page_size"]))
+    pages = list(iter_embeddings(settings, settings.graph.export_page_size))
     if not pages:
         empty = pd.DataFrame(columns=graph.STORED_COLUMNS)
         return Embeddings(
-            [], np.zeros((0, 0), np.float32), {"property": vector_property(config)}, empty
+            [], np.zeros((0, 0), np.float32), {"property": settings.model.property}, empty
         )
     table = pd.concat([page.proteins for page in pages], ignore_index=True)
     matrix = np.concatenate([page.matrix for page in pages])

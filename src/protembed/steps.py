@@ -1,7 +1,7 @@
-"""The workflow's four steps as plain functions: Snakemake scripts and notebooks call these.
+"""The workflow's steps as plain functions: Snakemake scripts and embed_graph call these.
 
-Each step takes the validated configuration (config.yaml after the JSON schema filled in
-defaults) and explicit file paths, and writes its outputs atomically.
+Each step takes the settings sections it reads (protembed.config) and explicit file paths,
+and writes its outputs atomically.
 """
 
 import itertools
@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import graph, parquet_io
+from .config import GraphSettings, ModelSettings, ShardSettings
 from .errors import UserError
 from .provenance import embedding_metadata, expected_space, graph_provenance, now, run_record
 from .sequences import sequence_sha256
@@ -24,7 +25,13 @@ from .sharding import ShardSpill, shard_count
 log = logging.getLogger(__name__)
 
 
-def export(config: dict, manifest_path: str, shards_directory: str) -> dict:
+def export(
+    graph_settings: GraphSettings,
+    model: ModelSettings,
+    sharding: ShardSettings,
+    manifest_path: str,
+    shards_directory: str,
+) -> dict:
     """Stream the proteins that need a vector from this model into hash-assigned shards,
     `shards_directory`/shard-N.parquet, as many as the work fills (sharding.shard_count):
     the manifest lists them, and each becomes one embed job.
@@ -37,19 +44,19 @@ def export(config: dict, manifest_path: str, shards_directory: str) -> dict:
     """
     from .preflight import check_model
 
-    check_model(config["model"])
+    check_model(model)
     counts = defaultdict(int)
     with (
-        graph.ProteinGraph.from_config(config) as proteins,
+        graph.ProteinGraph.from_settings(graph_settings, model) as proteins,
         ShardSpill(Path(manifest_path).parent) as spill,
     ):
         proteins.check_names()  # before any schema is made for a label no node has
-        _check_before_embedding(config, proteins)
+        _check_before_embedding(graph_settings, model, proteins)
         rejects = [
             _reject(node, None, None, f"{reason} (id shown is the node's elementId)")
             for node, reason in proteins.without_string_id()
         ]
-        for row in proteins.export_rows(config["graph"]["export_page_size"]):
+        for row in proteins.export_rows(graph_settings.export_page_size):
             if not isinstance(row.sequence, str):
                 rejects.append(
                     _reject(row.id, None, None, f"{proteins.sequence_property} is not a string")
@@ -61,7 +68,7 @@ def export(config: dict, manifest_path: str, shards_directory: str) -> dict:
                 continue
             spill.add(sha, row.sequence, row.id)
             counts["exported"] += 1
-        count = shard_count(counts["exported"], config["shards"], config["min_proteins_per_shard"])
+        count = shard_count(counts["exported"], sharding.most, sharding.min_proteins_per_shard)
         shards = spill.write_shards(_shard_paths(Path(shards_directory), count))
         server = {"version": proteins.server.version, "edition": proteins.server.edition}
     manifest = {
@@ -69,7 +76,7 @@ def export(config: dict, manifest_path: str, shards_directory: str) -> dict:
         "id_property": proteins.id_property,
         "sequence_property": proteins.sequence_property,
         "property": proteins.vector_property,
-        "model": config["model"]["name"],
+        "model": model.name,
         "proteins_with_sequence": counts["exported"] + counts["up_to_date"] + len(rejects),
         "up_to_date": counts["up_to_date"],
         "exported": counts["exported"],
@@ -86,8 +93,8 @@ def export(config: dict, manifest_path: str, shards_directory: str) -> dict:
         manifest["exported"],
         manifest["unique_sequences"],
         len(shards),
-        config["shards"],
-        config["min_proteins_per_shard"],
+        sharding.most,
+        sharding.min_proteins_per_shard,
         manifest["up_to_date"],
         len(rejects),
     )
@@ -103,18 +110,20 @@ def _shard_paths(directory: Path, count: int) -> list[Path]:
     return [directory / f"shard-{i}.parquet" for i in range(count)]
 
 
-def _check_before_embedding(config: dict, proteins: graph.ProteinGraph) -> None:
+def _check_before_embedding(
+    graph_settings: GraphSettings, model: ModelSettings, proteins: graph.ProteinGraph
+) -> None:
     """What would make the load fail or the vectors useless, refused before any GPU time."""
     from .adapters import expected_dimension
 
     proteins.ensure_id_index()
     # With new weights under an old property, every protein would look up to date and
     # the run would silently change nothing.
-    proteins.check_same_space(*expected_space(config))
+    proteins.check_same_space(*expected_space(model))
     proteins.check_vector_index(
-        expected_dimension(config["model"]["name"]),  # None: known only once embedded
-        create=config["graph"]["create_vector_index"],
-        settings=graph.VectorIndexSettings.from_config(config["graph"].get("vector_index")),
+        expected_dimension(model.name),  # None: known only once embedded
+        create=graph_settings.create_vector_index,
+        settings=graph_settings.vector_index,
     )
 
 
@@ -123,7 +132,7 @@ def _reject(protein_id: str, sha256: str | None, sequence: str | None, reason: s
 
 
 def embed(
-    config: dict,
+    model: ModelSettings,
     shard_path: str,
     embeddings_path: str,
     rejects_path: str,
@@ -135,18 +144,16 @@ def embed(
 
     `token_budget_divisor` divides the token budget (model.tokens_per_batch, or the device's
     automatic one): the workflow passes 2, 4, ... when it retries a failed job.
-    `residues_path` receives the per-residue vectors (empty unless
-    model.embedding.per_residue).
+    `residues_path` receives the per-residue vectors (empty unless model.per_residue).
     """
     # Imported here so that export, merge and load never pay for the deep-learning stack.
     from .embedder import Embedder
     from .embedding import Embedded
 
-    model = config["model"]
     # The notebook's path: Embedder.embed prepares, deduplicates and embeds.
-    embedder = Embedder.from_config(model, progress=False)
+    embedder = Embedder(model, progress=False)
     kind = embedder.kind
-    per_residue = model["embedding"]["per_residue"]
+    per_residue = model.per_residue
     if per_residue and residues_path is None:
         raise ValueError("model.embedding.per_residue needs a residues_path to write to")
     shard = parquet_io.read_table(shard_path).to_pylist()
@@ -169,12 +176,12 @@ def embed(
             else:  # a RejectedSequence: its message is the reason
                 rejects.extend(_rejects(row, str(result)))
         dimension = adapter.dimension
-        metadata = embedding_metadata(config, adapter, kind, per_residue=per_residue)
+        metadata = embedding_metadata(model, adapter, kind, per_residue=per_residue)
         metadata["throughput"] = _throughput(shard_path, done, seconds, adapter, budget)
         log.info("shard %s: %s", shard_path, metadata["throughput"])
     else:
         # An empty shard loads no model: its output only needs a valid, empty table.
-        done, dimension, metadata = [], 0, {"model": model["name"], "dimension": 0}
+        done, dimension, metadata = [], 0, {"model": model.name, "dimension": 0}
     vectors = np.stack([r.vector for _, r in done]) if done else np.zeros((0, dimension))
     table = pa.table(
         {
@@ -246,7 +253,7 @@ def _rejects(row: dict, reason: str) -> list[dict]:
 
 
 def merge(
-    config: dict,
+    model: ModelSettings,
     manifest_path: str,
     shard_embeddings: list[str],
     shard_rejects: list[str],
@@ -269,7 +276,6 @@ def merge(
     file_metadata = dict(metadata or {})
     if run_record_path:
         file_metadata["run_record"] = os.path.relpath(run_record_path, Path(embeddings_path).parent)
-    model = config["model"]["name"]
     embedded = 0
     with parquet_io.table_writer(
         embeddings_path, parquet_io.embeddings_schema(dimension), file_metadata or None
@@ -283,7 +289,7 @@ def merge(
             exploded = pa.table(
                 {
                     "id": pa.compute.list_flatten(table["ids"]),
-                    "model": pa.array([model] * len(rows), pa.string()),
+                    "model": pa.array([model.name] * len(rows), pa.string()),
                     "sequence_sha256": table["sequence_sha256"].take(rows),
                     "sequence": table["sequence"].take(rows),
                     "vector": table["vector"].take(rows),
@@ -319,13 +325,19 @@ def merge(
     }
     parquet_io.write_json(summary, summary_path)
     if run_record_path:
-        record = run_record(config, manifest, metadata, shard_metadata, summary, embeddings_path)
+        record = run_record(model, manifest, metadata, shard_metadata, summary, embeddings_path)
         parquet_io.write_json(record, run_record_path)
     log.info("merged: %s", summary)
     return summary
 
 
-def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: str) -> dict:
+def load(
+    graph_settings: GraphSettings,
+    model: ModelSettings,
+    embeddings_path: str,
+    rejects_path: str,
+    receipt_path: str,
+) -> dict:
     """Write the run's vectors and rejections into the graph; make sure the index is ONLINE.
 
     Each goes only to the nodes that still hold the sequence it was made from; rows whose
@@ -333,13 +345,13 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
     receipt, and the next run embeds what those nodes hold now. Batches stream from the
     Parquet file, so memory does not grow with the run's size.
     """
-    settings = config["graph"]
-    batch_size = settings["write_batch_size"]
+    settings = graph_settings
+    batch_size = settings.write_batch_size
     metadata = parquet_io.read_metadata(embeddings_path)
     total = parquet_io.count_rows(embeddings_path)
     vectors = rejections = graph.WriteResult(0, [])
     index = None
-    with graph.ProteinGraph.from_config(config) as proteins:
+    with graph.ProteinGraph.from_settings(settings, model) as proteins:
         native = proteins.stores_native_vectors()
         started = time.monotonic()
         # Rejections to write come from embed jobs that loaded the model, so whenever
@@ -351,7 +363,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
             vectors = proteins.write_vectors(
                 _vector_batches(embeddings_path, batch_size),
                 provenance,
-                writers=settings["writers"],
+                writers=settings.writers,
                 native=native,
             )
         rejections = graph.WriteResult.total(
@@ -360,11 +372,9 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         )
         seconds = time.monotonic() - started
         dimension = metadata.get("dimension")
-        if settings["create_vector_index"] and dimension:
+        if settings.create_vector_index and dimension:
             index = proteins.ensure_vector_index(
-                dimension,
-                settings["index_online_timeout_s"],
-                graph.VectorIndexSettings.from_config(settings.get("vector_index")),
+                dimension, settings.index_online_timeout_s, settings.vector_index
             )
     if vectors.missing or rejections.missing:
         log.warning(
@@ -381,7 +391,7 @@ def load(config: dict, embeddings_path: str, rejects_path: str, receipt_path: st
         "not_written_sequence_gone": sorted(set(vectors.missing + rejections.missing)),
         "property": proteins.vector_property,
         "vector_type": "VECTOR" if native else "float32 list (db.create.setNodeVectorProperty)",
-        "writers": settings["writers"],
+        "writers": settings.writers,
         "write_seconds": round(seconds, 3),
         "neo4j_rust_ext": graph.rust_extension_loaded(),
         "vector_index": index,
@@ -423,7 +433,8 @@ def _rejection_batches(path: str, batch_size: int) -> Iterator[list[dict]]:
 
 
 def snapshot(
-    config: dict,
+    graph_settings: GraphSettings,
+    model: ModelSettings,
     vectors_path: str,
     rejects_path: str,
     summary_path: str,
@@ -435,9 +446,9 @@ def snapshot(
     read_embeddings and a parent workflow's rules read these, so what they show is the
     graph, whichever runs put it there. Streams page by page: memory stays flat.
     """
-    page_size = config["graph"]["export_page_size"]
+    page_size = graph_settings.export_page_size
     seen = _ProvenanceTally()
-    with graph.ProteinGraph.from_config(config) as proteins:
+    with graph.ProteinGraph.from_settings(graph_settings, model) as proteins:
         dimension = _snapshot_vectors(proteins, vectors_path, page_size, seen)
         names = parquet_io.GRAPH_REJECTS_SCHEMA.names
         stored = proteins.stored_rejections(page_size)

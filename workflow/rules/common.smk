@@ -1,31 +1,30 @@
-from pathlib import Path
+from snakemake.utils import min_version
 
-from snakemake.utils import min_version, validate
-
-from protembed.config import check_config
-from protembed.names import vector_property
+from protembed.config import fill_and_check, settings_of
 from protembed.parquet_io import read_json
 
 min_version("9.14.1")
 
 
-check_config(config)
-validate(config, schema="../schemas/config.schema.yaml")
-
+# Checked once, with the schema's defaults filled in: rules look settings up in `config`
+# through params (a changed setting reruns the rules that read it), and the typed sections
+# in SETTINGS name the run's files.
+fill_and_check(config)
+SETTINGS = settings_of(config)
 # All outputs of one model live under one directory named after its vector property, so
 # several models can be run side by side from one checkout.
-RUN = Path(config["results"]) / vector_property(config)
+RUN = SETTINGS.layout
 
 
 def embedded_shards(pattern):
-    """An input function: the embed outputs named by `pattern`, one per shard of the export
-    (a checkpoint: until it has run, the merge waits for it and no embed job is planned).
+    """An input function: the embed outputs `pattern` names (a RunLayout method), one per
+    shard of the export (a checkpoint: until it has run, the merge waits for it and no embed job is planned).
     """
 
     def files(wildcards):
         manifest = checkpoints.export_sequences.get().output.manifest
         shards = range(len(read_json(manifest)["shards"]))
-        return expand(RUN / "embed" / pattern, shard=shards)
+        return [pattern(shard) for shard in shards]
 
     return files
 
@@ -45,7 +44,7 @@ def token_budget_divisor(wildcards, attempt):
 
 # Export, merge and load run where snakemake runs, not as cluster jobs, when compute nodes
 # cannot reach Neo4j (execution.local_graph_steps).
-LOCAL_GRAPH_STEPS = config["execution"]["local_graph_steps"]
+LOCAL_GRAPH_STEPS = SETTINGS.local_graph_steps
 
 
 # A user's mistake (a typo'd label, a model that is not there, a server that is down) is
@@ -55,10 +54,10 @@ onstart:
     from protembed.preflight import check_before_run
 
     with refuse_user_errors():
-        check_before_run(config)
+        check_before_run(SETTINGS)
 
 
 onsuccess:
     from protembed.jobs import say_what_the_graph_holds
 
-    say_what_the_graph_holds(RUN / "summary.json", RUN / "graph" / "summary.json")
+    say_what_the_graph_holds(RUN.summary, RUN.graph_summary)

@@ -14,58 +14,62 @@ rule report:
         receipt=rules.load_vectors.output.receipt,
     output:
         summary=report(
-            RUN / "report" / "summary.html",
+            RUN.report / "summary.html",
             caption="../report/summary.rst",
             category="1. Run",
             labels={"table": "summary"},
         ),
         lengths=report(
-            RUN / "report" / "lengths.png",
+            RUN.report / "lengths.png",
             caption="../report/lengths.rst",
             category="2. Plots",
             labels={"plot": "sequence lengths"},
         ),
         throughput=report(
-            RUN / "report" / "throughput.png",
+            RUN.report / "throughput.png",
             caption="../report/throughput.rst",
             category="2. Plots",
             labels={"plot": "throughput per shard"},
         ),
         projection=report(
-            RUN / "report" / "projection.png",
+            RUN.report / "projection.png",
             caption="../report/projection.rst",
             category="2. Plots",
             labels={"plot": "PCA projection"},
         ),
         reasons=report(
-            RUN / "report" / "reasons.png",
+            RUN.report / "reasons.png",
             caption="../report/reasons.rst",
             category="3. Rejects",
             labels={"plot": "reasons"},
         ),
         scores=report(
-            RUN / "report" / "scores.png",
+            RUN.report / "scores.png",
             caption="../report/scores.rst",
             category="4. Neighbour quality",
             labels={"plot": "neighbour scores"},
         ),
         rejects=report(
-            RUN / "report" / "rejects.html",
+            RUN.report / "rejects.html",
             caption="../report/rejects.rst",
             category="3. Rejects",
             labels={"table": "rejects"},
         ),
         neighbours=report(
-            RUN / "report" / "neighbours.html",
+            RUN.report / "neighbours.html",
             caption="../report/neighbours.rst",
             category="4. Neighbour quality",
             labels={"table": "recall and same-label share"},
         ),
-        numbers=RUN / "report" / "report.json",
+        numbers=RUN.report / "report.json",
     log:
-        RUN / "logs" / "report.log",
+        RUN.log("report"),
     localrule: True
     conda:
         "../../envs/report.yaml"
+    params:
+        graph=SETTINGS.graph,
+        model=SETTINGS.model,
+        report=SETTINGS.report,
     script:
         "../../scripts/report.py"

@@ -5,16 +5,19 @@ rule snapshot_graph:
         receipt=rules.load_vectors.output.receipt,
         run_summary=rules.merge_shards.output.summary,
     output:
-        vectors=RUN / "graph" / "vectors.parquet",
-        rejects=RUN / "graph" / "rejects.parquet",
-        summary=RUN / "graph" / "summary.json",
+        vectors=RUN.graph_vectors,
+        rejects=RUN.graph_rejects,
+        summary=RUN.graph_summary,
     log:
-        RUN / "logs" / "snapshot.log",
+        RUN.log("snapshot"),
     localrule: LOCAL_GRAPH_STEPS
     conda:
         "../../envs/graph.yaml"
     resources:
         mem_mb=grows_with_attempt(4000),
         runtime=grows_with_attempt(120),
+    params:
+        graph=SETTINGS.graph,
+        model=SETTINGS.model,
     script:
         "../../scripts/snapshot.py"

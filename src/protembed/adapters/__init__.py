@@ -13,6 +13,7 @@ from ..errors import UserError
 from ..names import KMER_NAME
 
 if TYPE_CHECKING:
+    from ..config import ModelSettings
     from .base import Adapter
 
 # family -> (module, class); modules are imported on demand so that one family's
@@ -67,9 +68,9 @@ def resolve_family(name: str, family: str = "auto") -> str:
     return family
 
 
-def environment(model: dict) -> str:
+def environment(model: "ModelSettings") -> str:
     """The conda environment file (under envs/) that the embed jobs of this model need."""
-    return _environment_file(resolve_family(model["name"], model["family"]))
+    return _environment_file(resolve_family(model.name, model.family))
 
 
 def _environment_file(family: str) -> str:
@@ -103,10 +104,10 @@ def expected_dimension(name: str) -> int | None:
     for directory in (Path(name), hub_snapshot(name)):
         config_file = directory / "config.json" if directory else None
         if config_file and config_file.is_file():
-            config = json.loads(config_file.read_text())
+            model_config = json.loads(config_file.read_text())
             for key in ("hidden_size", "d_model"):
-                if isinstance(config.get(key), int):
-                    return config[key]
+                if isinstance(model_config.get(key), int):
+                    return model_config[key]
     kmer = KMER_NAME.search(name.lower())
     if kmer:
         return 20 ** int(kmer.group(1))

@@ -28,8 +28,8 @@ def _no_decoder(device):
     raise RuntimeError("this ESM-3 was loaded for embeddings only: it has no decoders")
 
 
-def build_esm3(config: dict) -> ESM3:
-    """An ESM-3 of the sizes in `config`, with random weights."""
+def build_esm3(model_config: dict) -> ESM3:
+    """An ESM-3 of the sizes in `model_config`, with random weights."""
     # Only the sequence tokenizer is used; the package's full set reads a file from the hub.
     tokenizers = TokenizerCollection(
         sequence=EsmSequenceTokenizer(),
@@ -40,7 +40,7 @@ def build_esm3(config: dict) -> ESM3:
         residue_annotations=None,
     )
     return ESM3(
-        **{key: config[key] for key in ("d_model", "n_heads", "v_heads", "n_layers")},
+        **{key: model_config[key] for key in ("d_model", "n_heads", "v_heads", "n_layers")},
         structure_encoder_fn=_no_decoder,
         structure_decoder_fn=_no_decoder,
         function_decoder_fn=_no_decoder,
@@ -51,9 +51,9 @@ def build_esm3(config: dict) -> ESM3:
 def load_local_esm3(directory: str | Path) -> ESM3:
     """An ESM-3 from a directory holding config.json and a saved state dict."""
     directory = Path(directory)
-    config = json.loads((directory / "config.json").read_text())
-    model = build_esm3(config)
-    weights = directory / config.get("weights", "model.pth")
+    model_config = json.loads((directory / "config.json").read_text())
+    model = build_esm3(model_config)
+    weights = directory / model_config.get("weights", "model.pth")
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model
 

@@ -71,10 +71,9 @@ def main() -> int:
     model, random_weights = resolve_model(DEMO_MODEL)
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     RUN_DIR.mkdir(parents=True)
-    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
-    config["model"].update(name=model, device="cpu")
-    config["shards"] = 2
-    (RUN_DIR / "config.yaml").write_text(yaml.safe_dump(config))
+    # The rest is the schema's defaults, as config.yaml shows them.
+    demo_settings = {"model": {"name": model, "device": "cpu"}, "shards": 2}
+    (RUN_DIR / "config.yaml").write_text(yaml.safe_dump(demo_settings))
     proteins = read_proteins(PROTEINS)
 
     with tempfile.TemporaryDirectory(prefix="protembed-demo-neo4j-") as data_dir:
