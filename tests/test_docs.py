@@ -19,7 +19,7 @@ from doc_pages import MARKS, REPO, SHELL
 from workflow_runner import write_config
 
 from protembed import embed_graph, graph
-from protembed.config import check_config
+from protembed.config import load_config
 from protembed.testing.local_neo4j import LTS
 from protembed.testing.random_models import save_random_esm2
 
@@ -158,7 +158,7 @@ def test_every_config_snippet_passes_the_schema():
         # A parent workflow's config holds ours under one key.
         settings = snippet.get("protembed", snippet)
         try:
-            check_config(settings)
+            load_config(settings)
         except Exception as error:
             pytest.fail(f"{found.where()}: the config snippet fails the schema: {error}")
 
