@@ -86,7 +86,7 @@ def test_the_generator_renders_types_defaults_and_ranges_from_the_schema():
                 "description": "A part.",
                 "properties": {
                     "name": {"$ref": "#/definitions/identifier", "default": "x"},
-                    "mode": {"type": "string", "enum": ["a", "b"], "description": "a|b"},
+                    "mode": {"type": "string", "enum": ["a", "b"], "description": "<a>|b"},
                     "size": {"oneOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]},
                 },
             },
@@ -97,7 +97,7 @@ def test_the_generator_renders_types_defaults_and_ranges_from_the_schema():
     assert "| `jobs` | integer | `4` | 1 to 100,000 | *(no description in the schema)* |" in page
     assert "## `part`\n\nA part.\n" in page
     assert "| `part.name` | identifier | `x` |  |" in page
-    assert "| `part.mode` | `a` / `b` | *(none: required)* |  | a\\|b |" in page
+    assert "| `part.mode` | `a` / `b` | *(none: required)* |  | &lt;a&gt;\\|b |" in page
     assert "| `part.size` | integer or `auto` | *(none: required)* | ≥ 1 |" in page
     assert generator.missing_descriptions(schema) == ["jobs", "part.name", "part.size"]
 
@@ -202,6 +202,16 @@ def test_every_page_can_be_found_from_the_readme_and_the_index():
             and f"]({prefix}{page.name})" not in text
         ]
         assert not unlisted, f"{index.relative_to(REPO)} does not link to: " + ", ".join(unlisted)
+
+
+def test_no_placeholder_on_a_page_is_taken_for_html():
+    """<property> or <cls> outside code would be read as an HTML tag and not shown."""
+    bare = []
+    for page in doc_pages.pages():
+        text = re.sub(r"^( *)```.*?^\1```", "", page.read_text(), flags=re.M | re.S)
+        text = re.sub(r"<!--.*?-->", "", re.sub(r"`[^`]*`", "", text), flags=re.S)
+        bare += [f"{page.relative_to(REPO)}: {tag}" for tag in re.findall(r"<[a-z_][^>\n]*>", text)]
+    assert not bare, "write these in `code` or as &lt;...&gt;:\n" + "\n".join(bare)
 
 
 def test_the_readme_is_a_front_page():

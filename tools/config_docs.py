@@ -34,8 +34,7 @@ every key left out takes the default below. Nested keys are written dotted:
 
 def render(schema: dict) -> str:
     """The whole page, keys in schema order."""
-    description = " ".join(schema.get("description", "").split())
-    sections = [HEADER.format(description=description)]
+    sections = [HEADER.format(description=_text(schema))]
     top_level_rows = []
     for key, spec in schema["properties"].items():
         if _is_object(spec, schema):
@@ -96,7 +95,10 @@ def _described(spec: dict) -> bool:
 
 
 def _text(spec: dict) -> str:
-    return " ".join(spec.get("description", "").split())
+    """The description on one line, with `<` and `>` escaped: the schema writes placeholders
+    such as <label>_<property>, which a Markdown renderer would take for HTML tags."""
+    text = " ".join(spec.get("description", "").split())
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _resolve(spec: dict, schema: dict) -> dict:
