@@ -36,7 +36,7 @@ from transformers import EsmModel, EsmTokenizer
 
 from protembed.adapters import load_adapter
 from protembed.adapters.base import choose_precision
-from protembed.embedding import default_tokens_per_batch, embed_sequences
+from protembed.engine import default_tokens_per_batch, embed_sequences
 from protembed.errors import RejectedSequence
 from protembed.testing.fasta import read_proteins
 from protembed.testing.random_models import cached_random_esm2

@@ -34,7 +34,7 @@ import torch
 import transformers
 
 from protembed.adapters import load_adapter
-from protembed.embedding import default_tokens_per_batch, embed_sequences
+from protembed.engine import default_tokens_per_batch, embed_sequences
 from protembed.errors import RejectedSequence
 from protembed.testing.fasta import read_proteins
 from protembed.testing.random_models import save_random_esm2, save_random_esmc, save_random_prott5

@@ -55,7 +55,7 @@ def zero_cost_adapter(model_dir: str, packed: bool):
 
 
 def time_engine(model_dir: str, sequences: list[str], budget: int, packed: bool) -> float:
-    from protembed.embedding import embed_sequences
+    from protembed.engine import embed_sequences
 
     adapter = zero_cost_adapter(model_dir, packed)
     embed_sequences(adapter, sequences[:50], tokens_per_batch=budget)  # warm-up

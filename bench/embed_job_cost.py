@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from protembed.adapters import load_adapter
-from protembed.embedding import embed_sequences
+from protembed.engine import embed_sequences
 from protembed.testing.fasta import read_proteins
 from protembed.testing.random_models import cached_random_esm2
 

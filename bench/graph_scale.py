@@ -120,7 +120,7 @@ def main() -> int:
                 with graph.ProteinGraph.connect(connection, label=label) as protein_graph:
                     # The index first: add_proteins MERGEs on the id.
                     protein_graph.ensure_id_index()
-                    protein_graph.add_proteins(proteins, batch_size=5000)
+                    graph.add_proteins(protein_graph, proteins, batch_size=5000)
                 env = server.env()
                 exported, export_rss = run_measured(
                     EXPORT.format(config=str(config_path), directory=str(directory)), env

@@ -148,7 +148,7 @@ def our_config(**graph_settings) -> Settings:
 
 def create_proteins(driver, prefix: str, count: int) -> list[str]:
     proteins = synthetic_proteins(count, prefix)
-    graph.ProteinGraph(driver).add_proteins(proteins, batch_size=5000)
+    graph.add_proteins(graph.ProteinGraph(driver), proteins, batch_size=5000)
     SEQUENCES.update((p["accession_id"], p["sequence"]) for p in proteins)
     return [p["accession_id"] for p in proteins]
 

@@ -41,7 +41,7 @@ from embed_cpu import esm2_8m_random  # bench/ is on sys.path when this script r
 from protembed import graph, steps
 from protembed.adapters import load_adapter
 from protembed.config import load_settings
-from protembed.embedding import embed_sequences
+from protembed.engine import embed_sequences
 from protembed.errors import RejectedSequence
 from protembed.testing.fasta import read_proteins
 from protembed.testing.local_neo4j import REPO_ROOT, LocalNeo4j
@@ -190,7 +190,7 @@ def main() -> int:
         try:
             os.environ.update(server.env())
             with graph.connect(graph.Connection.from_env()) as driver:
-                graph.ProteinGraph(driver).add_proteins(proteins)
+                graph.add_proteins(graph.ProteinGraph(driver), proteins)
             # Each run writes its own property, so each finds every protein still to embed.
             cpu_started = children_cpu_seconds() + process_cpu_seconds(server.pid)
             wall = snakemake_cli(

@@ -18,7 +18,7 @@ import torch
 from protembed import Embedder, parquet_io, steps
 from protembed.adapters import load_adapter
 from protembed.config import load_settings
-from protembed.embedding import embed_sequences
+from protembed.engine import embed_sequences
 from protembed.gpu_lease import lease_gpu
 from protembed.testing.random_models import (
     cached_random_esm2,

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoTokenizer, EsmcModel, EsmcTokenizer, EsmModel, T5EncoderModel
 
 from protembed.adapters import load_adapter
-from protembed.embedding import EmbeddingKind, embed_sequences, plan_windows
+from protembed.engine import EmbeddingKind, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence
 from protembed.testing.random_models import save_random_esmc, save_random_prott5
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from protembed.adapters import load_adapter
-from protembed.embedding import EmbeddingKind, embed_sequences
+from protembed.engine import EmbeddingKind, embed_sequences
 from protembed.testing.random_models import save_random_esmc
 
 REPO = Path(__file__).resolve().parents[1]

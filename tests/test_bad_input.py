@@ -19,7 +19,9 @@ def graph_state(driver) -> tuple:
 
 @pytest.fixture
 def small_graph(database):
-    graph.ProteinGraph(database).add_proteins([{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
+    graph.add_proteins(
+        graph.ProteinGraph(database), [{"accession_id": "P1", "sequence": "MKTAYIAKQR"}]
+    )
     return database
 
 
@@ -79,7 +81,9 @@ def test_invalid_config_stops_before_any_write(tmp_path, small_graph, section, e
 
 
 def test_password_never_reaches_logs_or_metadata(tmp_path, tiny_esm2, database, neo4j_env):
-    graph.ProteinGraph(database).add_proteins([{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
+    graph.add_proteins(
+        graph.ProteinGraph(database), [{"accession_id": "P1", "sequence": "MKTAYIAKQR"}]
+    )
     write_config(tmp_path, shards=1, model={"name": str(tiny_esm2)})
     result = run_workflow(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -21,11 +21,11 @@ def embedded(tmp_path, database, synechocystis) -> tuple[Path, str]:
     proteins = synechocystis[:20]
     copy = {"accession_id": "COPY_OF_FIRST", "sequence": proteins[0]["sequence"]}
     rejected = {"accession_id": "REJECTED", "sequence": "X"}  # no 2-mer to count
-    graph.ProteinGraph(database).add_proteins([*proteins, copy, rejected])
+    graph.add_proteins(graph.ProteinGraph(database), [*proteins, copy, rejected])
     config = kmer_config()
     run_steps(config, tmp_path / "run")
     added = {"accession_id": "ADDED_SINCE", "sequence": "MKTAYIAKQR"}
-    graph.ProteinGraph(database).add_proteins([added])
+    graph.add_proteins(graph.ProteinGraph(database), [added])
     database.execute_query("CREATE (:Protein {accession_id: 'NO_SEQUENCE'})")
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"graph": config["graph"], "model": {"name": "kmer-2"}}))

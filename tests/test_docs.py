@@ -232,6 +232,7 @@ def test_the_quickstart_states_the_suites_size():
         text=True,
         timeout=300,
     )
+    assert collected.returncode == 0, "the suite does not collect:\n" + collected.stdout[-2000:]
     count = re.search(r"^(\d+) tests? collected", collected.stdout, re.M)
     assert count, collected.stdout[-2000:] + collected.stderr[-2000:]
     assert promised[1].replace(",", "") == count[1], (
@@ -293,7 +294,7 @@ def test_the_notebook_pages_run_as_shown(tmp_path, database, neo4j_env, synechoc
         {"accession_id": "P0A7Y4", "sequence": proteins[0]["sequence"][:200]},
         {"accession_id": "P14835", "sequence": proteins[1]["sequence"][:200]},
     ]
-    graph.ProteinGraph(database).add_proteins(proteins + named)
+    graph.add_proteins(graph.ProteinGraph(database), proteins + named)
     hub = hub_cache_with_random_weights(tmp_path / "huggingface", "facebook/esm2_t33_650M_UR50D")
     write_config(tmp_path, results=str(tmp_path / "results"))
 

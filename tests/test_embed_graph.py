@@ -26,7 +26,7 @@ def seed(driver, synechocystis) -> None:
         {"accession_id": "COPY_OF_FIRST", "sequence": proteins[0]["sequence"]},
         {"accession_id": "BAD_CHARACTERS", "sequence": "MKT1AYZ"},
     ]
-    graph.ProteinGraph(driver).add_proteins(proteins + extras)
+    graph.add_proteins(graph.ProteinGraph(driver), proteins + extras)
 
 
 def graph_state(driver) -> tuple[dict, list]:
@@ -109,7 +109,9 @@ def test_every_output_describes_the_graph_after_incremental_and_empty_runs(
     config = {"results": str(tmp_path), "shards": 2, "model": {"name": str(tiny_esm2)}}
     first = protembed.embed_graph(config, progress=False)
     assert first["embedded"] == 61 and first["graph"]["vectors"] == 61
-    graph.ProteinGraph(database).add_proteins([{"accession_id": "NEW", "sequence": "MKTAYIAKQR"}])
+    graph.add_proteins(
+        graph.ProteinGraph(database), [{"accession_id": "NEW", "sequence": "MKTAYIAKQR"}]
+    )
     second = protembed.embed_graph(config, progress=False)  # only the new protein
     third = protembed.embed_graph(config, progress=False)  # nothing to do
     assert (second["embedded"], third["embedded"], third["exported"]) == (1, 0, 0)
@@ -118,7 +120,7 @@ def test_every_output_describes_the_graph_after_incremental_and_empty_runs(
     assert matrix.shape == (62, 32) and "NEW" in ids and len(table) == 62
     # What would not fit in memory is refused, with the sizes, pointing at the pages.
     with monkeypatch.context() as small:
-        small.setattr(protembed.run, "available_memory", lambda: 100_000)
+        small.setattr(protembed.notebook, "available_memory", lambda: 100_000)
         with pytest.raises(
             UserError, match=r"would take 0\.1 MiB in memory, more than half of the 0\.1 MiB free"
         ):

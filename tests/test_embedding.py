@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, EsmModel
 from protembed import parquet_io, steps
 from protembed.adapters import detect_family, environment, load_adapter
 from protembed.config import load_config, load_settings
-from protembed.embedding import Embedded, EmbeddingKind, batches, embed_sequences, plan_windows
+from protembed.engine import Embedded, EmbeddingKind, batches, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence, UserError
 from protembed.testing.random_models import save_random_esmc
 

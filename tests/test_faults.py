@@ -68,7 +68,7 @@ def seed(driver, proteins) -> None:
     for record in driver.execute_query("SHOW INDEXES YIELD name, type")[0]:
         if record["type"] in ("VECTOR", "RANGE"):
             driver.execute_query(f"DROP INDEX {record['name']}")
-    graph.ProteinGraph(driver).add_proteins(proteins)
+    graph.add_proteins(graph.ProteinGraph(driver), proteins)
 
 
 def graph_state(driver) -> dict[str, dict]:
@@ -379,7 +379,7 @@ def test_other_writer_between_export_and_load(server, case, reference, proteins)
 
 def test_two_models_at_once(server, case, reference, proteins):
     from protembed.adapters import load_adapter
-    from protembed.embedding import embed_sequences
+    from protembed.engine import embed_sequences
 
     driver, directory = case
     kmer = "embedding_kmer_faults"

@@ -11,14 +11,14 @@ from protembed.errors import UserError
 
 
 def add(database, *proteins: tuple) -> None:
-    graph.ProteinGraph(database).add_proteins(
-        [{"accession_id": i, "sequence": s} for i, s in proteins]
+    graph.add_proteins(
+        graph.ProteinGraph(database), [{"accession_id": i, "sequence": s} for i, s in proteins]
     )
 
 
 def test_export_pages_stream_every_protein_once_in_id_order(database):
     proteins = [{"accession_id": f"P{i:03d}", "sequence": "MKT" + "A" * i} for i in range(23)]
-    graph.ProteinGraph(database).add_proteins(proteins)
+    graph.add_proteins(graph.ProteinGraph(database), proteins)
     database.execute_query("CREATE (:Protein {accession_id: 'NO_SEQUENCE'})")
     database.execute_query("CREATE (:Protein {accession_id: 'P005b', sequence: 'MKV'})")
     # A page size that does not divide the count: the last page is short.

@@ -85,7 +85,8 @@ def proteins(database, synechocystis) -> dict[str, str]:
     chosen = {p["accession_id"]: p["sequence"] for p in synechocystis[:40]}
     first = next(iter(chosen))
     chosen |= {"COPY_A": chosen[first], "COPY_B": chosen[first]}
-    graph.ProteinGraph(database).add_proteins(
+    graph.add_proteins(
+        graph.ProteinGraph(database),
         [{"accession_id": i, "sequence": s} for i, s in chosen.items()],
     )
     return chosen
@@ -132,7 +133,8 @@ def test_incremental_runs_touch_exactly_the_nodes_they_should(tmp_path, database
     # Two proteins added, one sequence changed, one changed into something unembeddable.
     changed = next(i for i in proteins if i not in (first, "COPY_A", "COPY_B"))
     broken = list(proteins)[5]
-    graph.ProteinGraph(database).add_proteins(
+    graph.add_proteins(
+        graph.ProteinGraph(database),
         [
             {"accession_id": "NEW_1", "sequence": "MKTAYIAKQRQISFVKSHFSRQ"},
             {"accession_id": "NEW_2", "sequence": proteins[first]},  # a fourth copy
@@ -178,7 +180,9 @@ def test_the_load_refuses_vectors_from_another_space(tmp_path, database, protein
     # its own property, then loaded as if it were kmer-2's.
     run_steps(kmer_config(), tmp_path / "kmer2")
     stored = nodes(database)
-    graph.ProteinGraph(database).add_proteins([{"accession_id": "NEW", "sequence": "MKTAYW"}])
+    graph.add_proteins(
+        graph.ProteinGraph(database), [{"accession_id": "NEW", "sequence": "MKTAYW"}]
+    )
     config = kmer_config("kmer-1")
     directory = tmp_path / "kmer1"
     run_steps(config, directory, load=False)

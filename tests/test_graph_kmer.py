@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from protembed.adapters import load_adapter
-from protembed.embedding import Embedded, embed_sequences
+from protembed.engine import Embedded, embed_sequences
 from protembed.errors import RejectedSequence, UserError
 
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"

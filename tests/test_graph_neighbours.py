@@ -19,7 +19,7 @@ K = 5
 def betalactamases(tmp_path, database) -> dict[str, str]:
     """All 1,548 proteins of 35 families in the graph, embedded with kmer-2."""
     proteins = read_proteins(DATA / "betalactamase_families.fasta", attributes=("family",))
-    graph.ProteinGraph(database).add_proteins(proteins)
+    graph.add_proteins(graph.ProteinGraph(database), proteins)
     _, receipt = run_steps(kmer_config(), tmp_path)
     assert receipt["written"] == len(proteins)
     return {p["accession_id"]: p["family"] for p in proteins}

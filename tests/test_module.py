@@ -35,7 +35,7 @@ def test_parent_workflow_runs_ours_as_a_module_and_consumes_its_outputs(
     tmp_path, database, synechocystis
 ):
     proteins = synechocystis[:40]
-    graph.ProteinGraph(database).add_proteins(proteins)
+    graph.add_proteins(graph.ProteinGraph(database), proteins)
     parent = tmp_path / "paper"
     parent.mkdir()
     snakefile = parent_workflow(parent)

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, EsmcTokenizer
 from protembed import layout
 from protembed.adapters import load_adapter
 from protembed.adapters.packing import use_packing
-from protembed.embedding import EmbeddingKind, device_token_budget, embed_sequences
+from protembed.engine import EmbeddingKind, device_token_budget, embed_sequences
 from protembed.errors import RejectedSequence
 from protembed.testing.random_models import save_random_esmc, save_random_prott5
 

@@ -13,8 +13,9 @@ from protembed import graph
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
 def test_every_output_of_a_run_has_the_umask_mode(tmp_path, database, synechocystis, umask, mode):
-    graph.ProteinGraph(database).add_proteins(
-        [*synechocystis[:10], {"accession_id": "BAD", "sequence": "X"}]
+    graph.add_proteins(
+        graph.ProteinGraph(database),
+        [*synechocystis[:10], {"accession_id": "BAD", "sequence": "X"}],
     )
     old = os.umask(umask)
     try:

@@ -27,7 +27,7 @@ def schema(driver) -> list:
 
 @pytest.fixture
 def proteins(database):
-    graph.ProteinGraph(database).add_proteins(PROTEINS)
+    graph.add_proteins(graph.ProteinGraph(database), PROTEINS)
     return database
 
 

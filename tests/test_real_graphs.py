@@ -210,7 +210,7 @@ def test_a_model_wider_than_any_vector_index_is_refused_before_embedding(
     (model / "config.json").write_text(
         json.dumps({"model_type": "esm", "hidden_size": 5120, "num_hidden_layers": 48})
     )
-    graph.ProteinGraph(database).add_proteins(betalactamases[:5])
+    graph.add_proteins(graph.ProteinGraph(database), betalactamases[:5])
     write_config(tmp_path, model={"name": str(model), "device": "cpu"})
     done = run_workflow(tmp_path)
     assert done.returncode != 0
@@ -280,8 +280,9 @@ def test_a_sequence_changed_or_deleted_between_export_and_load_gets_no_stale_vec
     tmp_path, database, synechocystis
 ):
     proteins = {p["accession_id"]: p["sequence"] for p in synechocystis[:8]}
-    graph.ProteinGraph(database).add_proteins(
-        [{"accession_id": i, "sequence": s} for i, s in proteins.items()]
+    graph.add_proteins(
+        graph.ProteinGraph(database),
+        [{"accession_id": i, "sequence": s} for i, s in proteins.items()],
     )
     changed, deleted, *_ = proteins
     config = kmer_config()
@@ -323,7 +324,7 @@ def steps_load(config: dict, directory: Path) -> dict:
 def test_neighbour_queries_raise_no_notification_on_either_server_line(
     database, synechocystis, caplog, tmp_path
 ):
-    graph.ProteinGraph(database).add_proteins(synechocystis[:20])
+    graph.add_proteins(graph.ProteinGraph(database), synechocystis[:20])
     run_steps(kmer_config(), tmp_path / "run")
     with caplog.at_level("INFO", logger="neo4j.notifications"):
         found = graph.ProteinGraph(database, vector_property="embedding_kmer_2").nearest_neighbours(

@@ -41,8 +41,9 @@ def index_options(driver) -> dict:
 
 
 def test_vector_index_is_built_with_the_configured_settings(database, tmp_path):
-    graph.ProteinGraph(database).add_proteins(
-        [{"accession_id": f"P{i}", "sequence": "MKTAYIAKQR"[i:] + "W" * i} for i in range(8)]
+    graph.add_proteins(
+        graph.ProteinGraph(database),
+        [{"accession_id": f"P{i}", "sequence": "MKTAYIAKQR"[i:] + "W" * i} for i in range(8)],
     )
     config = kmer_config()
     config["graph"]["vector_index"] = {
@@ -114,7 +115,7 @@ def test_report_opens_in_chromium_with_its_plots_and_no_console_errors(database,
     proteins = read_proteins(DATA / "betalactamase_families.fasta", attributes=("family",))
     chosen = [p for f in FAMILIES for p in [q for q in proteins if q["family"] == f][:12]]
     chosen.append({"accession_id": "NO_KMER", "sequence": "MXBZ", "family": "none"})
-    graph.ProteinGraph(database).add_proteins(chosen)
+    graph.add_proteins(graph.ProteinGraph(database), chosen)
     write_config(
         tmp_path,
         model={"name": "kmer-2", "device": "cpu"},
@@ -134,7 +135,9 @@ def test_report_opens_in_chromium_with_its_plots_and_no_console_errors(database,
 
     # A protein added later: the report still covers the whole property, with the
     # second run's share (one protein) beside it.
-    graph.ProteinGraph(database).add_proteins([{"accession_id": "LATE", "sequence": "MKWVTF"}])
+    graph.add_proteins(
+        graph.ProteinGraph(database), [{"accession_id": "LATE", "sequence": "MKWVTF"}]
+    )
     result = run_workflow(tmp_path, *REPORT_COMMAND, "--forcerun", "export_sequences")
     assert result.returncode == 0, result.stderr[-3000:]
     again = read_json(run / "report" / "report.json")

@@ -35,7 +35,7 @@ def test_cpu_vectors_are_bit_identical_across_runs_and_shard_counts(
     # Real proteins of all lengths, some chunked (over the model's 1,022 residues).
     proteins = synechocystis[:300]
     assert sum(len(p["sequence"]) > 1022 for p in proteins) >= 2
-    graph.ProteinGraph(database).add_proteins(proteins)
+    graph.add_proteins(graph.ProteinGraph(database), proteins)
 
     one_shard = merged_vectors(tmp_path / "one", tiny_esm2, shards=1)
     three_shards = merged_vectors(tmp_path / "three", tiny_esm2, shards=3)

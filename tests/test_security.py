@@ -52,7 +52,7 @@ def test_bolt_tls_with_a_self_signed_certificate(tls_server, tmp_path):
     env = with_scheme(tls_server, "bolt+ssc")
     connection = graph.Connection(env["NEO4J_URI"], tls_server.user, tls_server.password, None)
     with graph.ProteinGraph.connect(connection) as proteins:
-        proteins.add_proteins([{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
+        graph.add_proteins(proteins, [{"accession_id": "P1", "sequence": "MKTAYIAKQR"}])
     # The workflow's export over TLS.
     write_config(tmp_path, shards=1, model={"name": "kmer-2", "property": "vec"})
     export = faults.run(tmp_path, "--until", "export_sequences", env=env)

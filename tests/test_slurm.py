@@ -29,7 +29,7 @@ def seed(driver, synechocystis) -> None:
         {"accession_id": "DUPLICATE", "sequence": proteins[0]["sequence"]},
         {"accession_id": "BAD_CHARACTERS", "sequence": "MKT1AYZ"},
     ]
-    graph.ProteinGraph(driver).add_proteins(proteins + extras)
+    graph.add_proteins(graph.ProteinGraph(driver), proteins + extras)
 
 
 def reset(driver) -> None:

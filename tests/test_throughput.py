@@ -14,7 +14,7 @@ from protembed import parquet_io, steps
 from protembed.adapters import load_adapter
 from protembed.adapters.base import Adapter, cast_keeping_rotary_float32, choose_precision
 from protembed.config import load_settings
-from protembed.embedding import Embedded, PieceRunner, Plan, embed_sequences, finish
+from protembed.engine import Embedded, PieceRunner, Plan, embed_sequences, finish
 from protembed.errors import RejectedSequence
 
 

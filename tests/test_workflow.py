@@ -25,7 +25,7 @@ def seeded(database, synechocystis):
         {"accession_id": "BAD_CHARACTERS", "sequence": "MKT1AYZ"},
         {"accession_id": "EMPTY_AFTER_CLEANING", "sequence": "  *"},
     ]
-    graph.ProteinGraph(database).add_proteins(proteins + extras)
+    graph.add_proteins(graph.ProteinGraph(database), proteins + extras)
     database.execute_query("CREATE (:Protein {accession_id: 'NO_SEQUENCE'})")
     return {p["accession_id"]: p["sequence"] for p in proteins + extras}
 
@@ -111,7 +111,7 @@ def test_pipeline_end_to_end_and_second_run_writes_nothing(tmp_path, tiny_esm2, 
 def test_embed_jobs_follow_the_work(tmp_path, database, synechocystis):
     """At most `shards` embed jobs, each of at least min_proteins_per_shard proteins: a
     large export uses them all, a one-protein update one, an up-to-date graph none."""
-    graph.ProteinGraph(database).add_proteins(synechocystis[:200])
+    graph.add_proteins(graph.ProteinGraph(database), synechocystis[:200])
     write_config(tmp_path, shards=20, min_proteins_per_shard=10, model={"name": "kmer-2"})
     run = tmp_path / "results" / "embedding_kmer_2"
 
@@ -129,7 +129,7 @@ def test_embed_jobs_follow_the_work(tmp_path, database, synechocystis):
     assert read_json(run / "load" / "receipt.json")["written"] == 200
 
     added = {"accession_id": "ADDED", "sequence": "MKTAYIAKQRQISFVKSHFSRQ"}
-    graph.ProteinGraph(database).add_proteins([added])
+    graph.add_proteins(graph.ProteinGraph(database), [added])
     assert embed_jobs(*update) == 1
     assert read_json(run / "summary.json")["exported"] == 1
     assert read_json(run / "load" / "receipt.json")["written"] == 1

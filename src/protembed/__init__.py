@@ -11,10 +11,10 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Embedder": ("protembed.embedder", "Embedder"),
-    "embed_graph": ("protembed.run", "embed_graph"),
-    "read_embeddings": ("protembed.run", "read_embeddings"),
-    "iter_embeddings": ("protembed.run", "iter_embeddings"),
-    "open_graph": ("protembed.run", "open_graph"),
+    "embed_graph": ("protembed.notebook", "embed_graph"),
+    "read_embeddings": ("protembed.notebook", "read_embeddings"),
+    "iter_embeddings": ("protembed.notebook", "iter_embeddings"),
+    "open_graph": ("protembed.notebook", "open_graph"),
 }
 
 __all__ = [

@@ -45,29 +45,29 @@ def build(
     graph_settings: GraphSettings,
     model: ModelSettings,
     settings: ReportSettings,
-    run: dict,
+    inputs: dict,
     out: dict,
 ) -> dict:
     """Write the report's pieces to the paths in `out` and return its numbers.
 
-    `run` names the files read: graph_vectors, graph_rejects, graph_summary (the snapshot),
+    `inputs` names the files read: graph_vectors, graph_rejects, graph_summary (the snapshot),
     and this run's summary, run_record and receipt. `out` names summary, rejects,
     neighbours (HTML), lengths, throughput, projection, reasons, scores (PNG) and numbers
     (JSON).
     """
     held, summary, record, receipt = (
-        parquet_io.read_json(run[name])
+        parquet_io.read_json(inputs[name])
         for name in ("graph_summary", "summary", "run_record", "receipt")
     )
-    rejects = parquet_io.read_table(run["graph_rejects"]).to_pylist()
+    rejects = parquet_io.read_table(inputs["graph_rejects"]).to_pylist()
     color_by, k = settings.color_by, settings.neighbours
-    sample = Sample.draw(run["graph_vectors"], settings.sample)
+    sample = Sample.draw(inputs["graph_vectors"], settings.sample)
 
     with graph.ProteinGraph.from_settings(graph_settings, model) as proteins:
         wanted = sample.ids + sample.query_ids
         labels = proteins.property_values(color_by, wanted) if color_by else {}
         index = proteins.vector_index()
-        neighbours = neighbour_quality(proteins, index, run["graph_vectors"], sample, labels, k)
+        neighbours = neighbour_quality(proteins, index, inputs["graph_vectors"], sample, labels, k)
     neighbours["index"] = _index_settings(index)
 
     rejected = [r["residues"] for r in rejects if r["residues"] is not None]

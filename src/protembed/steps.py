@@ -148,7 +148,7 @@ def embed(
     """
     # Imported here so that export, merge and load never pay for the deep-learning stack.
     from .embedder import Embedder
-    from .embedding import Embedded
+    from .engine import Embedded
 
     # The notebook's path: Embedder.embed prepares, deduplicates and embeds.
     embedder = Embedder(model, progress=False)
@@ -234,7 +234,7 @@ def _throughput(shard_path: str, done: list, seconds: float, adapter, budget: in
     }
 
 
-def _run_throughput(shard_metadata: list[dict]) -> dict:
+def _throughput_of_shards(shard_metadata: list[dict]) -> dict:
     """The shards' speeds, and their sum; seconds add up the embed jobs' model time, which
     is more than the run's wall time when jobs ran side by side."""
     shards = [m["throughput"] for m in shard_metadata if "throughput" in m]
@@ -321,7 +321,7 @@ def merge(
         "shards": len(shard_embeddings),
         "embeddings": str(embeddings_path),
         "rejects": str(rejects_path),
-        "throughput": _run_throughput(shard_metadata),
+        "throughput": _throughput_of_shards(shard_metadata),
     }
     parquet_io.write_json(summary, summary_path)
     if run_record_path:

@@ -25,7 +25,7 @@ import torch
 from esm.models.esmc import ESMC
 
 from protembed.adapters import base, load_adapter
-from protembed.embedding import EmbeddingKind, embed_sequences, plan_windows
+from protembed.engine import EmbeddingKind, embed_sequences, plan_windows
 from protembed.errors import UserError
 from protembed.testing.fasta import read_proteins
 from protembed.testing.random_models import save_random_esm3

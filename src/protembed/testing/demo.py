@@ -81,7 +81,7 @@ def main() -> int:
         try:
             os.environ.update(server.env())
             with graph.ProteinGraph.connect() as protein_graph:
-                protein_graph.add_proteins(proteins)
+                graph.add_proteins(protein_graph, proteins)
             workflow_started = time.monotonic()
             subprocess.run(
                 [

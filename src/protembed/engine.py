@@ -1,4 +1,5 @@
-"""Sequences to per-protein vectors: embedding kinds, long-sequence policy, batching, pooling.
+"""The engine: prepared sequences to per-protein vectors (embedding kinds, long-sequence
+policy, batching, pooling). The Embedder (embedder/) is the front door that calls it.
 
 Every family goes through this one path, so "mean embedding" means the same thing for all:
 the average of the adapter's per-residue vectors (of the chosen layers) over the protein's

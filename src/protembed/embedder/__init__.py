@@ -13,21 +13,21 @@ process per device, each keeping its own model between calls.
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from multiprocessing import get_context
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from tqdm import TqdmWarning
 
-from .adapters import load_adapter, resolve_device
-from .adapters.base import Adapter
-from .config import ModelSettings, embedder_settings
-from .embedding import Embedded, EmbeddingKind, default_tokens_per_batch, embed_sequences
-from .errors import RejectedSequence, UserError
-from .sequences import fasta_accession, read_fasta, sequence_sha256
+from ..adapters.base import Adapter
+from ..config import ModelSettings, embedder_settings
+from ..engine import Embedded, EmbeddingKind, default_tokens_per_batch, embed_sequences
+from ..errors import RejectedSequence, UserError
+from ..sequences import sequence_sha256
+from .models import cached_adapter
+from .pyeed import PYEED_EMBEDDING_TYPES, pyeed_settings
+from .records import Records
+from .workers import WorkerPool
 
 # tqdm.auto: the widget in a Jupyter kernel with ipywidgets, else the text bar, which
 # notebooks show as well. Without ipywidgets it first warns "IProgress not found" to whoever
@@ -55,73 +55,6 @@ NOT_SENTENCE_TRANSFORMERS = {
     "precision": "encode returns float32; Embedder(model, precision=...) sets the precision "
     "the model computes in",
 }
-
-# Loaded models of this process: (name, family, device, precision, compile) -> adapter.
-_ADAPTERS: dict[tuple, Adapter] = {}
-
-# PyEED's EmbeddingProcessor kinds (src/pyeed/embeddings/processor.py) and what gives the
-# same representation here: Embedder arguments, and whether PyEED returns one matrix per
-# protein (residues x dimension; here encode_records(per_residue=True)). What differs is in
-# the README's table: our means never include special tokens, our vectors are float32.
-PYEED_EMBEDDING_TYPES = {
-    # the last layer of every residue (special tokens dropped): a matrix
-    "last_hidden_state": ({"layer": "last"}, True),
-    # every layer including the input embeddings, each residue L2-normalised: our nearest
-    # is the mean over blocks 1..N (layer 0 excluded), per residue
-    "all_layers": ({"layer": "all"}, True),
-    # PyEED's "first layer" is hidden_states[0], the input embeddings: our layer 0
-    "first_layer": ({"layer": 0}, True),
-    # the mean of the last layer over every token, <cls> and <eos> included: our residue mean
-    "final_embeddings": ({"layer": "last"}, False),
-}
-
-
-def cached_adapter(
-    name: str, family: str, device: str, precision: str, compile: bool | str = "auto"
-) -> Adapter:
-    """The model loaded once per process for these settings."""
-    key = (name, family, str(resolve_device(device)), precision, compile)
-    if key not in _ADAPTERS:
-        _ADAPTERS[key] = load_adapter(name, family, device, precision, compile)
-    return _ADAPTERS[key]
-
-
-@dataclass
-class Records:
-    """(id, sequence) records from a notebook's usual containers, in input order."""
-
-    ids: list[str]
-    sequences: list[object]  # not always strings: those that are not get rejected
-
-    @classmethod
-    def of(
-        cls, records, *, id_column: str | None = None, sequence_column: str = "sequence"
-    ) -> "Records":
-        """From (id, sequence) pairs, a {id: sequence} dict, a FASTA path, or a DataFrame
-        (ids from `id_column`, else an `id` or `accession_id` column, else the index)."""
-        if isinstance(records, str | Path):
-            return cls.from_fasta(records)
-        if hasattr(records, "columns"):  # a pandas DataFrame
-            if sequence_column not in records.columns:
-                raise UserError(f"the DataFrame has no {sequence_column!r} column")
-            column = id_column or next(
-                (c for c in ("id", "accession_id") if c in records.columns), None
-            )
-            ids = records[column] if column else records.index
-            return cls([str(i) for i in ids], list(records[sequence_column]))
-        if isinstance(records, Mapping):
-            return cls([str(i) for i in records], list(records.values()))
-        pairs = list(records)
-        for position, pair in enumerate(pairs):
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise UserError(f"record {position} is not an (id, sequence) pair: {pair!r:.60}")
-        return cls([str(i) for i, _ in pairs], [s for _, s in pairs])
-
-    @classmethod
-    def from_fasta(cls, path: str | Path) -> "Records":
-        """Ids from the headers as `sequences.fasta_accession` reads them."""
-        records = read_fasta(path)
-        return cls([fasta_accession(header) for header, _ in records], [s for _, s in records])
 
 
 class Embedder:
@@ -154,25 +87,20 @@ class Embedder:
         else:
             self.settings = embedder_settings(str(model), **settings)
         self.model = self.settings.name
-        self.devices = _worker_devices(devices)
+        self._workers = WorkerPool(devices)
+        self.devices = self._workers.devices
         # With workers, this process only prepares sequences: its copy stays off the GPUs.
         device = self.settings.device
         self._device = "cpu" if self.devices and device == "auto" else device
         self.kind = EmbeddingKind(self.settings.layer, False, self.settings.normalize)
         self.progress = progress
         self.last_rejects: dict[int, str] = {}  # encode's rejected inputs: index -> reason
-        self._workers: list[ProcessPoolExecutor] = []  # one per entry of devices, once started
 
     @classmethod
     def like_pyeed(cls, model: str, embedding_type: str, **settings) -> tuple["Embedder", bool]:
         """The Embedder for one of PyEED's embedding types, and whether PyEED returns residue
         matrices for it (then call encode_records(..., per_residue=True))."""
-        if embedding_type not in PYEED_EMBEDDING_TYPES:
-            raise UserError(
-                f"PyEED embedding_type {embedding_type!r} is not one of "
-                f"{', '.join(PYEED_EMBEDDING_TYPES)}"
-            )
-        arguments, per_residue = PYEED_EMBEDDING_TYPES[embedding_type]
+        arguments, per_residue = pyeed_settings(embedding_type)
         return cls(model, **(settings | arguments)), per_residue
 
     # What the model is -------------------------------------------------------------
@@ -250,7 +178,7 @@ class Embedder:
             if progress == "auto":
                 progress = len(unique) >= BAR_FROM_SEQUENCES
             progress = _progress(progress)
-            embedded = self._run(
+            embedded = self._embed_prepared(
                 list(unique), kind, self.token_budget(token_budget_divisor), progress
             )
             for indices, result in zip(unique.values(), embedded, strict=True):
@@ -258,7 +186,7 @@ class Embedder:
                     results[index] = result
         return results  # type: ignore[return-value]
 
-    def _run(self, prepared: list[str], kind: EmbeddingKind, budget: int, progress):
+    def _embed_prepared(self, prepared: list[str], kind: EmbeddingKind, budget: int, progress):
         settings = {
             "kind": kind,
             "long_sequences": self.settings.long_sequences,
@@ -268,46 +196,12 @@ class Embedder:
         }
         if len(self.devices) < 2 or len(prepared) < 2:
             return embed_sequences(self.adapter, prepared, progress=progress, **settings)
-        return self._spread(prepared, settings)
-
-    def _spread(self, prepared: list[str], settings: dict) -> list:
-        """Each worker gets every n-th sequence by length, so all get similar work."""
-        order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i]))
-        parts = [order[w :: len(self.devices)] for w in range(len(self.devices))]
         model = (self.model, self.settings.family, self.settings.precision, self.settings.compile)
-        workers = self._start_workers()
-        futures = [
-            worker.submit(_embed_in_worker, model, device, [prepared[i] for i in part], settings)
-            for worker, device, part in zip(workers, self.devices, parts, strict=True)
-            if part
-        ]
-        results: list = [None] * len(prepared)
-        for part, future in zip(parts, futures, strict=False):
-            for index, result in zip(part, future.result(), strict=True):
-                results[index] = result
-        return results
-
-    def _start_workers(self) -> list[ProcessPoolExecutor]:
-        """One process per device, started on first use and kept (with its model) until
-        close()."""
-        if not self._workers:
-            threads = max(1, (os.cpu_count() or 1) // len(self.devices))
-            self._workers = [
-                ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=get_context("spawn"),  # CUDA cannot be forked
-                    initializer=_start_worker,
-                    initargs=(device, threads),
-                )
-                for device in self.devices
-            ]
-        return self._workers
+        return self._workers.spread(model, prepared, settings)
 
     def close(self) -> None:
         """Stop the worker processes (their models go with them)."""
-        for worker in self._workers:
-            worker.shutdown()
-        self._workers = []
+        self._workers.close()
 
     def __enter__(self) -> "Embedder":
         return self
@@ -447,31 +341,4 @@ def _progress(progress):
     return auto_bar if progress is True else progress or None
 
 
-def _worker_devices(devices: str | list[str] | None) -> list[str]:
-    """The devices of the worker processes: none (run here), every GPU, or those named."""
-    if devices is None:
-        return []
-    if devices == "all":
-        import torch
-
-        count = torch.cuda.device_count()
-        return [f"cuda:{i}" for i in range(count)] if count else ["cpu"]
-    if isinstance(devices, str) or not all(isinstance(d, str) for d in devices):
-        raise UserError(f"devices {devices!r} is not 'all' or a list such as ['cuda:0', 'cuda:1']")
-    return list(devices)
-
-
-def _start_worker(device: str, threads: int) -> None:
-    """In a fresh worker: see only its own GPU (set before CUDA starts), share the CPUs."""
-    if device.startswith("cuda:"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _embed_in_worker(model: tuple, device: str, prepared: list[str], settings: dict) -> list:
-    name, family, precision, compile = model
-    local = "cuda" if device.startswith("cuda") else device
-    adapter = cached_adapter(name, family, local, precision, compile)
-    return embed_sequences(adapter, prepared, **settings)
+__all__ = ["PYEED_EMBEDDING_TYPES", "Embedder", "Records", "cached_adapter"]

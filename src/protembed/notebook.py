@@ -5,10 +5,10 @@ graph holds read back.
     protembed.embed_graph("config.yaml")               # export, embed, merge, load
     vectors = protembed.read_embeddings("config.yaml")  # every vector the property holds
 
-`embed_graph` calls the same four steps as the workflow's rules, with the same files under
-`<results>/<vector property>/` (logs included), so its graph and its Parquet are the ones a
-`snakemake --forcerun export_sequences` run leaves: every call exports what still needs a
-vector, and an up-to-date graph gets nothing written.
+`embed_graph` calls the same steps as the workflow's rules, with the same files (the run
+layout, protembed.config.RunLayout: `<results>/<vector property>/`, logs included), so its
+graph and its Parquet are the ones a `snakemake --forcerun export_sequences` run leaves:
+every call exports what still needs a vector, and an up-to-date graph gets nothing written.
 """
 
 import logging
@@ -52,41 +52,43 @@ def embed_graph(config: "str | Path | dict | Settings", *, progress: bool = True
     """
     settings = load_settings(config)
     check_before_run(settings)
-    graph_settings, model, run = settings.graph, settings.model, settings.layout
-    with _step_log(run.log("export")):
-        exported = steps.export(graph_settings, model, settings.shards, run.manifest, run.shards)
+    graph_settings, model, files = settings.graph, settings.model, settings.layout
+    with _step_log(files.log("export")):
+        exported = steps.export(
+            graph_settings, model, settings.shards, files.manifest, files.shards
+        )
     shards = range(len(exported["shards"]))
     for shard in shards:
-        with _step_log(run.log(f"embed/shard-{shard}")):
+        with _step_log(files.log(f"embed/shard-{shard}")):
             steps.embed(
                 model,
-                run.shard(shard),
-                run.shard_embeddings(shard),
-                run.shard_rejects(shard),
+                files.shard(shard),
+                files.shard_embeddings(shard),
+                files.shard_rejects(shard),
                 progress=progress,
-                residues_path=run.shard_residues(shard),
+                residues_path=files.shard_residues(shard),
             )
-    with _step_log(run.log("merge")):
+    with _step_log(files.log("merge")):
         summary = steps.merge(
             model,
-            run.manifest,
-            [run.shard_embeddings(shard) for shard in shards],
-            [run.shard_rejects(shard) for shard in shards],
-            run.embeddings,
-            run.rejects,
-            run.summary,
-            run.run_record,
+            files.manifest,
+            [files.shard_embeddings(shard) for shard in shards],
+            [files.shard_rejects(shard) for shard in shards],
+            files.embeddings,
+            files.rejects,
+            files.summary,
+            files.run_record,
         )
-    with _step_log(run.log("load")):
-        receipt = steps.load(graph_settings, model, run.embeddings, run.rejects, run.receipt)
-    with _step_log(run.log("snapshot")):
+    with _step_log(files.log("load")):
+        receipt = steps.load(graph_settings, model, files.embeddings, files.rejects, files.receipt)
+    with _step_log(files.log("snapshot")):
         held = steps.snapshot(
             graph_settings,
             model,
-            run.graph_vectors,
-            run.graph_rejects,
-            run.graph_summary,
-            run.summary,
+            files.graph_vectors,
+            files.graph_rejects,
+            files.graph_summary,
+            files.summary,
         )
     return summary | {"load": receipt, "graph": held}
 
