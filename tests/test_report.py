@@ -87,15 +87,14 @@ def test_settings_the_server_rejects_are_refused_by_the_schema(database, setting
         index_config[key][sub] = value
     else:
         index_config[key] = value
-    settings = load_settings({"graph": {"vector_index": index_config}}).graph.vector_index
     with pytest.raises(Neo4jError, match="must be between|unsupported"):
         database.execute_query(
             "CREATE VECTOR INDEX refused FOR (p:Protein) ON p.v OPTIONS {indexConfig: {"
             "`vector.dimensions`: 4, `vector.similarity_function`: $similarity, "
             "`vector.hnsw.m`: $m, `vector.hnsw.ef_construction`: $ef}}",
-            similarity=settings.similarity_function,
-            m=settings.hnsw_m,
-            ef=settings.hnsw_ef_construction,
+            similarity=index_config["similarity_function"],
+            m=index_config["hnsw"]["m"],
+            ef=index_config["hnsw"]["ef_construction"],
         )
     with pytest.raises(UserError, match=re.escape(f"graph.vector_index.{message}")):
         load_settings({"graph": {"vector_index": index_config}})

@@ -1,4 +1,3 @@
-import pyarrow.parquet as pq
 import pytest
 
 from protembed.adapters.base import ESM_ALPHABET
@@ -8,10 +7,8 @@ from protembed.sequences import (
     clean_sequence,
     fasta_accession,
     read_fasta,
-    sequence_sha256,
     windows,
 )
-from protembed.sharding import ShardSpill, shard_count, shard_of
 from protembed.testing.fasta import read_proteins
 
 
@@ -26,48 +23,6 @@ def test_clean_sequence_normalises_case_whitespace_and_stop():
 def test_clean_sequence_rejects_with_reason(raw, reason):
     with pytest.raises(RejectedSequence, match=reason):
         clean_sequence(raw, ESM_ALPHABET)
-
-
-def test_shard_assignment_is_stable_and_spreads():
-    hashes = [sequence_sha256(f"MKT{i}") for i in range(2000)]
-    shards = [shard_of(h, 4) for h in hashes]
-    assert shards == [shard_of(h, 4) for h in hashes]
-    assert all(400 < shards.count(s) < 600 for s in range(4))
-    # Pinned: a change of hash or shard rule would reshuffle every user's existing shards.
-    # A shard is a range of the hash's first 32 bits (0x366893d2 is 0.213 of the way).
-    sha = sequence_sha256("MKT")
-    assert sha == "366893d2245f5f241af2eeba0a8c19ef3bf362141a7c8504d7479ce7e7f2fb66"
-    assert [shard_of(sha, n) for n in (2, 3, 7, 100)] == [0, 0, 1, 21]
-
-
-@pytest.mark.parametrize(
-    ("proteins", "shards"), [(0, 0), (1, 1), (9_999, 1), (20_000, 2), (25_000, 2), (10**7, 20)]
-)
-def test_shard_count_follows_the_work(proteins, shards):
-    # At most 20 embed jobs, each of at least 10,000 proteins; none for nothing to embed.
-    assert shard_count(proteins, 20, 10_000) == shards
-
-
-def test_shards_of_any_count_come_from_the_same_spill_files(tmp_path):
-    """Every sequence lands in its shard_of shard, in one row holding all its ids in export
-    order, whether there are fewer shards than spill files or more."""
-    sequences = [f"MKT{i}" for i in range(300)]
-    proteins = [(f"P{i}", sequences[i % 300]) for i in range(400)]  # 100 have a twin
-    for count in (1, 3, 100):
-        with ShardSpill(tmp_path / f"spill{count}") as spill:
-            for protein_id, sequence in proteins:
-                spill.add(sequence_sha256(sequence), sequence, protein_id)
-            paths = [tmp_path / f"out{count}" / f"shard-{i}.parquet" for i in range(count)]
-            summaries = spill.write_shards(paths)
-        rows = {}
-        for shard, (path, summary) in enumerate(zip(paths, summaries, strict=True)):
-            table = pq.read_table(path).to_pylist()
-            assert summary["sequences"] == len(table), (count, shard)
-            for row in table:
-                assert shard_of(row["sequence_sha256"], count) == shard, (count, row)
-                rows[row["sequence"]] = row["ids"]
-        expected = {s: [f"P{i}" for i in (n, n + 300) if i < 400] for n, s in enumerate(sequences)}
-        assert rows == expected, count
 
 
 @pytest.mark.parametrize(

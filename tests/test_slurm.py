@@ -2,8 +2,13 @@
 Neo4j: on a real SLURM (one node, two fake GPUs) the embed jobs ask for a GPU, never more
 run at once than there are GPUs, and a cancelled job is retried with more; on a workstation
 with two GPUs two embed jobs run at once, each on a GPU of its own; both end in the same
-graph. One test, because each run costs minutes here and the comparison needs both."""
+graph. One test, because each run costs minutes here and the comparison needs both.
 
+Then many shards: 50 embed jobs of one run through the slurm profile, shards cut by cost;
+why the profile keeps SLURM job arrays off (the pinned plugin's arrays fail tasks whose
+first task has not finished); and the refusal of a run that would hang with arrays on."""
+
+import json
 import re
 import subprocess
 import threading
@@ -12,11 +17,14 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from support import faults
 from support.slurm_cluster import SlurmCluster, ensure_installed, max_concurrency
 from workflow_runner import REPO, SNAKEMAKE, run_workflow, write_config
 
 from protembed import graph
+from protembed.sequences import sequence_sha256
+from protembed.sharding import POSITIONS, ShardSpill, position, sequence_cost
 
 GPUS = 2
 SHARDS = 4
@@ -77,7 +85,7 @@ def cancel_first_running_embed_job(cluster: SlurmCluster, cancelled: list, stop:
             job_id, _, comment = line.partition(" ")
             if comment.startswith("rule_embed"):
                 cluster.run("scancel", job_id)
-                cancelled.append(int(job_id))
+                cancelled.append(job_id)  # N, or N_i for a task of array N
                 return
         time.sleep(0.5)
 
@@ -104,7 +112,7 @@ def test_slurm_and_workstation_profiles_end_in_the_same_graph(
     one_thread = ("--set-threads", "embed_shard=1")
 
     with SlurmCluster().start(tmp_path / "cluster", gpus=GPUS, cpus=4 * GPUS) as cluster:
-        cancelled: list[int] = []
+        cancelled: list[str] = []
         stop = threading.Event()
         canceller = threading.Thread(
             target=cancel_first_running_embed_job, args=(cluster, cancelled, stop)
@@ -144,7 +152,7 @@ def test_slurm_and_workstation_profiles_end_in_the_same_graph(
     # The cancelled job was resubmitted with twice the memory and time; its shard's log
     # says the retry halved the token budget.
     assert len(cancelled) == 1
-    first = next(r for r in records if r.job_id == cancelled[0])
+    first = next(r for r in records if r.job_id == int(cancelled[0]))
     retry = next(r for r in records if r.comment == first.comment and r.job_id > first.job_id)
     assert first.state == "CANCELLED" and retry.state == "COMPLETED"
     assert (first.raw["MinMemoryNode"], retry.raw["MinMemoryNode"]) == ("1000M", "2000M")
@@ -209,3 +217,175 @@ def test_slurm_and_workstation_profiles_end_in_the_same_graph(
             assert slurm_properties == properties, protein_id
         else:
             assert on_slurm[protein_id] == properties, protein_id
+
+
+MANY_SHARDS = 50
+
+
+def slurm_run(directory, *args: str, timeout_s: int = 900) -> list[str]:
+    """The snakemake command of a run with the slurm profile on this test cluster."""
+    return [
+        # SIGINT, not SIGTERM: on SIGINT the plugin cancels its jobs before it exits.
+        *("timeout", "-s", "INT", "-k", "30", str(timeout_s)),
+        str(SNAKEMAKE),
+        *("--snakefile", str(REPO / "workflow" / "Snakefile")),
+        *("--directory", str(directory)),
+        *("--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm")),
+        *("--set-threads", "embed_shard=1"),
+        "--slurm-no-account",
+        *("--slurm-status-command", "squeue"),
+        *("--slurm-init-seconds-before-status-checks", "1"),
+        *("--latency-wait", "5"),
+        *("--set-resources", "embed_shard:slurm_partition=main"),
+        "embed_shard:mem_mb=1000*attempt",
+        *args,
+    ]
+
+
+def test_fifty_shards_through_slurm_cost_about_the_same_and_all_load(
+    tmp_path, database, synechocystis, neo4j_env
+):
+    """The slurm profile as a user runs it, on 50 shards of the k-mer baseline: 50 embed
+    jobs through SLURM, each completed once, every shard embedded and every protein loaded;
+    the shards, cut by cost, cost about the same, where equal ranges of the hash would not."""
+    ensure_installed()
+    graph.add_proteins(graph.ProteinGraph(database), synechocystis)  # 502 proteins
+    write_config(
+        tmp_path,
+        shards=MANY_SHARDS,
+        model={"name": "kmer-2", "property": PROPERTY, "device": "cpu"},
+        execution={"local_graph_steps": True},
+    )
+    # Eight fake GPUs and cores: eight embed jobs at once, one thread each.
+    with SlurmCluster().start(tmp_path / "cluster", gpus=8, cpus=8) as cluster:
+        began = time.monotonic()
+        result = subprocess.run(
+            slurm_run(tmp_path), env=cluster.env(), capture_output=True, text=True
+        )
+        seconds = time.monotonic() - began
+        records = cluster.job_records()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    print(f"{MANY_SHARDS} shards through SLURM: {seconds:.0f} s")
+
+    shards = [re.fullmatch(r"rule_embed_shard_wildcards_(\d+)", r.comment)[1] for r in records]
+    assert sorted(map(int, shards)) == list(range(MANY_SHARDS))
+    assert all(r.state == "COMPLETED" and r.gpus == 1 for r in records)
+    assert max_concurrency(records) > 1
+
+    run = tmp_path / "results" / PROPERTY
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    assert len(manifest["shards"]) == MANY_SHARDS
+    for shard in range(MANY_SHARDS):
+        assert pq.read_table(run / "embed" / f"shard-{shard}.parquet").num_rows > 0, shard
+    state = graph_state(database)
+    assert len(state) == len(synechocystis)
+    embedded = [p for p in state.values() if PROPERTY in p]
+    assert all(PROPERTY in p or f"{PROPERTY}_rejected" in p for p in state.values())
+    assert len(embedded) > 0.95 * len(state), len(embedded)
+
+    # The shards' costs (from the export's manifest) against equal ranges of the hash on
+    # the same sequences: 1.29 against 10.9, the costliest shard over the least (measured).
+    costs = [shard["cost"] for shard in manifest["shards"]]
+    by_hash = np.zeros(MANY_SHARDS)
+    for sequence in {p["sequence"] for p in synechocystis}:
+        where = position(sequence_sha256(sequence)) * MANY_SHARDS // POSITIONS
+        by_hash[where] += sequence_cost(np.array([len(sequence)]))[0]
+    assert max(costs) / min(costs) < 1.5
+    assert by_hash.max() / by_hash.min() > 3
+
+
+ARRAY_SHARDS = 4
+
+
+def planted_export(directory, proteins: list[dict], shards: int) -> None:
+    """What export_sequences leaves for `proteins` in `shards` shards (no Neo4j needed)."""
+    export = directory / "results" / PROPERTY / "export"
+    paths = [export / "shards" / f"shard-{i}.parquet" for i in range(shards)]
+    with ShardSpill(export) as spill:
+        for protein in proteins:
+            sequence = protein["sequence"]
+            spill.add(sequence_sha256(sequence), sequence, protein["accession_id"])
+        summaries = spill.write_shards(paths)
+    (export / "manifest.json").write_text(json.dumps({"shards": summaries}))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="snakemake-executor-plugin-slurm 2.8.0 with -jobstep 0.6.1: every array task "
+    "checks the outputs of the array's first task (the plugin's issue 447); when this "
+    "passes, turn slurm-array-jobs on in the slurm profile",
+)
+def test_an_array_task_fails_only_for_its_own_shard(tmp_path, synechocystis):
+    """Why the slurm profile keeps SLURM job arrays off: the embed jobs of 4 shards as one
+    array, the first task cancelled as it starts (as a preemption would). Only that task
+    may fail; with the pinned plugin the other tasks, which embedded their own shards, fail
+    too, each waiting for the first task's outputs."""
+    ensure_installed()
+    write_config(
+        tmp_path,
+        shards=ARRAY_SHARDS,
+        model={"name": "kmer-2", "property": PROPERTY, "device": "cpu"},
+        execution={"local_graph_steps": True},
+    )
+    planted_export(tmp_path, synechocystis[:40], ARRAY_SHARDS)
+    targets = [f"results/{PROPERTY}/embed/shard-{i}.parquet" for i in range(ARRAY_SHARDS)]
+    with SlurmCluster().start(tmp_path / "cluster", gpus=ARRAY_SHARDS, cpus=8) as cluster:
+        cancelled: list[str] = []
+        stop = threading.Event()
+        canceller = threading.Thread(
+            target=cancel_first_running_embed_job, args=(cluster, cancelled, stop)
+        )
+        canceller.start()
+        # No retries: the cancelled task stays failed; --no-hooks: no Neo4j to check.
+        command = slurm_run(
+            tmp_path,
+            "--slurm-array-jobs",
+            "embed_shard",
+            "--retries",
+            "0",
+            "--no-hooks",
+            timeout_s=300,
+        )
+        try:
+            result = subprocess.run(
+                [*command, *targets], env=cluster.env(), capture_output=True, text=True
+            )
+        finally:
+            stop.set()
+            canceller.join()
+        records = cluster.job_records()
+    output = result.stdout[-3000:] + result.stderr[-3000:]
+    # The embed jobs went as one array, and one task was cancelled.
+    assert {r.raw.get("ArrayJobId") for r in records} == {cancelled[0].split("_")[0]}, output
+    states = {r.raw["ArrayTaskId"]: r.state for r in records}
+    assert states.pop(cancelled[0].split("_")[1]) == "CANCELLED", output
+    # A task that failed for any reason but the plugin's must fail this test, not xfail it.
+    array = cancelled[0].split("_")[0]
+    for task in (task for task, state in states.items() if state == "FAILED"):
+        log = tmp_path / ".snakemake" / "slurm_logs" / "rule_embed_shard" / f"{array}_{task}.log"
+        if "MissingOutputException" not in log.read_text():
+            pytest.fail(f"array task {task} failed otherwise:\n{log.read_text()[-3000:]}")
+    # Every other task embedded its shard and completed.
+    assert set(states.values()) == {"COMPLETED"}, (states, output)
+
+
+def test_more_shards_than_job_slots_with_arrays_is_refused_before_any_job(tmp_path):
+    """With arrays on, the SLURM plugin would hold back embed jobs handed to it in a smaller
+    batch than all that are ready, and the run would hang: one line, before any job."""
+    write_config(tmp_path, shards=5)
+    command = [
+        *("timeout", "120"),
+        str(SNAKEMAKE),
+        *("--snakefile", str(REPO / "workflow" / "Snakefile")),
+        *("--directory", str(tmp_path)),
+        *("--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm")),
+        *("--slurm-array-jobs", "embed_shard", "--jobs", "3", "--slurm-no-account"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (
+        "protembed: error: shards: 5 is more than the 3 jobs snakemake may have at once "
+        "(--jobs) while embed jobs go to SLURM as arrays" in result.stderr
+    ), result.stderr[-2000:]
+    assert not (tmp_path / "results").exists()

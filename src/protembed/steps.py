@@ -32,7 +32,7 @@ def export(
     manifest_path: str,
     shards_directory: str,
 ) -> dict:
-    """Stream the proteins that need a vector from this model into hash-assigned shards,
+    """Stream the proteins that need a vector from this model into shards of equal cost,
     `shards_directory`/shard-N.parquet, as many as the work fills (sharding.shard_count):
     the manifest lists them, and each becomes one embed job.
 

@@ -50,10 +50,16 @@ LOCAL_GRAPH_STEPS = SETTINGS.local_graph_steps
 # A user's mistake (a typo'd label, a model that is not there, a server that is down) is
 # reported in one line before any job runs, so no profile's `retries` repeats it.
 onstart:
+    from protembed.cluster import check_array_slots
     from protembed.jobs import refuse_user_errors
     from protembed.preflight import check_before_run
 
     with refuse_user_errors():
+        check_array_slots(
+            SETTINGS.shards.most,
+            getattr(workflow.executor_settings, "array_jobs", None),
+            workflow.resource_settings.nodes,
+        )
         check_before_run(SETTINGS)
 
 
