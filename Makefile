@@ -1,5 +1,5 @@
 # The two commands of the README's Quickstart, and the checks run before every commit.
-.PHONY: demo test lint bootstrap
+.PHONY: demo test lint bootstrap docs
 
 bootstrap:
 	tools/bootstrap.sh
@@ -13,3 +13,6 @@ test: bootstrap
 lint: bootstrap
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/snakemake --lint \
 	  && .venv/bin/snakefmt --check workflow/
+
+docs: bootstrap
+	.venv/bin/python tools/config_docs.py

@@ -1,10 +1,11 @@
-"""The workflow as a module of someone else's: the README's parent Snakefile, run end to end
-from a directory outside the repository, against the real local Neo4j, with the weight-free
-k-mer model."""
+"""The workflow as a module of someone else's: the parent Snakefile of
+docs/reproducibility.md, run end to end from a directory outside the repository, against the
+real local Neo4j, with the weight-free k-mer model."""
 
 import hashlib
 import re
 
+import doc_pages
 import yaml
 from workflow_runner import REPO, read_json, run_workflow
 
@@ -13,20 +14,16 @@ from protembed import __version__, graph, parquet_io
 PROPERTY = "embedding_kmer_2"
 
 
-def readme_parent_snakefile() -> str:
-    """The parent Snakefile exactly as the README shows it, pointed at this checkout."""
-    readme = (REPO / "README.md").read_text()
-    tested = readme.split("<!-- The block below is run end to end by tests/test_module.py. -->")
-    assert len(tested) == 2, "README.md lost the marker above its parent Snakefile"
-    block = re.search(r"```python\n(.*?)```", tested[1], re.DOTALL)
-    assert block, "README.md has no parent Snakefile after its marker"
-    snakefile = block.group(1)
+def parent_snakefile() -> str:
+    """The parent Snakefile exactly as docs/reproducibility.md shows it, pointed at this
+    checkout."""
+    snakefile = doc_pages.block("parent-snakefile")
     assert '"/path/to/protembed/workflow/Snakefile"' in snakefile
     return snakefile.replace("/path/to/protembed", str(REPO))
 
 
 def parent_workflow(directory, shards: int = 2):
-    (directory / "Snakefile").write_text(readme_parent_snakefile())
+    (directory / "Snakefile").write_text(parent_snakefile())
     # One embed job per 20 proteins: the test graph's 40 fill both shards.
     settings = {"results": "results/protembed", "shards": shards, "min_proteins_per_shard": 20}
     config = {"protembed": settings | {"model": {"name": "kmer-2"}}}

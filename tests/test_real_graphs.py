@@ -6,9 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import doc_pages
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from test_graph_incremental import run_steps
 from workflow_runner import read_json, run_workflow, write_config
 
@@ -97,12 +99,16 @@ def notifications_in_logs(run: Path) -> list[str]:
 
 
 def pyeed_config(directory: Path, model: Path, **graph_settings) -> Path:
-    """What the README's "Coming from PyEED" section tells a PyEED user to set."""
+    """What docs/pyeed.md tells a PyEED user to set, read from the page, with a local model
+    of the same width standing in for the hub's ESM-2 650M."""
+    shown = yaml.safe_load(doc_pages.block("pyeed-config"))
+    assert shown["model"] == {"name": "facebook/esm2_t33_650M_UR50D", "property": "embedding"}
+    assert shown["graph"]["vector_index"]["name"] == PYEED_INDEX
     return write_config(
         directory,
         shards=2,
-        graph={"export_page_size": 7, **graph_settings},
-        model={"name": str(model), "property": "embedding", "device": "cpu"},
+        graph={**shown["graph"], "export_page_size": 7, **graph_settings},
+        model={**shown["model"], "name": str(model), "device": "cpu"},
     )
 
 
@@ -142,7 +148,7 @@ def test_a_pyeed_graph_is_embedded_and_answers_pyeeds_own_query(
     assert {r["fprotein.accession_id"] for r in neighbours} <= set(exact[:10])
     assert notifications_in_logs(run) == []
 
-    # The README's PyEED table, call by call, on this PyEED-made graph.
+    # docs/pyeed.md's table of PyEED's calls and ours, call by call, on this PyEED-made graph.
     config = tmp_path / "config.yaml"
     ids, matrix, _, _ = protembed.read_embeddings(config)
     assert sorted(ids) == sorted(stored) and matrix.shape == (40, 1280)

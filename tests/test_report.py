@@ -5,6 +5,7 @@ import base64
 import re
 from pathlib import Path
 
+import doc_pages
 import numpy as np
 import pytest
 from neo4j.exceptions import Neo4jError
@@ -26,18 +27,11 @@ from protembed.testing.fasta import read_proteins
 from protembed.testing.local_neo4j import LTS
 
 DATA = Path(__file__).resolve().parent / "data"
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def readme_report_command() -> list[str]:
-    """The report command as the README prints it, minus `snakemake` itself: the test runs
-    exactly what a user copies."""
-    line = re.search(r"^snakemake (.*report --report report\.html.*)$", README.read_text(), re.M)
-    assert line, "the README shows no `snakemake ... report --report report.html` command"
-    return line[1].split()
-
-
-README_REPORT_COMMAND = readme_report_command()
+# The report command exactly as docs/report.md (and the README) print it, minus `snakemake`
+# itself: the test runs what a user copies.
+REPORT_COMMAND = doc_pages.command(
+    "snakemake --cores 8 report --report report.html --report-after-run"
+)[1:]
 FAMILIES = ("TEM", "SHV", "CTX-M", "KPC", "CMY", "VIM")
 
 
@@ -127,7 +121,7 @@ def test_report_opens_in_chromium_with_its_plots_and_no_console_errors(database,
         shards=2,
         report={"color_by": "family", "neighbours": 5, "sample": 30},
     )
-    result = run_workflow(tmp_path, *README_REPORT_COMMAND)
+    result = run_workflow(tmp_path, *REPORT_COMMAND)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "results" / "embedding_kmer_2"
     numbers = read_json(run / "report" / "report.json")
@@ -143,7 +137,7 @@ def test_report_opens_in_chromium_with_its_plots_and_no_console_errors(database,
     graph.add_proteins(
         graph.ProteinGraph(database), [{"accession_id": "LATE", "sequence": "MKWVTF"}]
     )
-    result = run_workflow(tmp_path, *README_REPORT_COMMAND, "--forcerun", "export_sequences")
+    result = run_workflow(tmp_path, *REPORT_COMMAND, "--forcerun", "export_sequences")
     assert result.returncode == 0, result.stderr[-3000:]
     again = read_json(run / "report" / "report.json")
     assert again["summary"]["vectors"] == 73 and again["this_run"]["vectors"] == 1

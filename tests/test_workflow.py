@@ -1,5 +1,6 @@
 """The whole pipeline against the real local Neo4j: export, embed, merge, load, index."""
 
+import doc_pages
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -114,25 +115,29 @@ def test_embed_jobs_follow_the_work(tmp_path, database, synechocystis):
     write_config(tmp_path, shards=20, min_proteins_per_shard=10, model={"name": "kmer-2"})
     run = tmp_path / "results" / "embedding_kmer_2"
 
+    # The README's commands, as a user types them (run_workflow adds where the workflow is).
+    full_run = doc_pages.command("snakemake --cores 8")[1:]
+    update = doc_pages.command("snakemake --cores 8 --forcerun export_sequences")[1:]
+
     def embed_jobs(*args: str) -> int:
         done = run_workflow(tmp_path, *args)
         assert done.returncode == 0, done.stderr[-4000:]
         assert done.stderr.count("rule embed_shard:") == read_json(run / "summary.json")["shards"]
         return done.stderr.count("rule embed_shard:")
 
-    assert embed_jobs() == 20
+    assert embed_jobs(*full_run) == 20
     assert read_json(run / "load" / "receipt.json")["written"] == 200
 
     added = {"accession_id": "ADDED", "sequence": "MKTAYIAKQRQISFVKSHFSRQ"}
     graph.add_proteins(graph.ProteinGraph(database), [added])
-    assert embed_jobs("--forcerun", "export_sequences") == 1
+    assert embed_jobs(*update) == 1
     assert read_json(run / "summary.json")["exported"] == 1
     assert read_json(run / "load" / "receipt.json")["written"] == 1
     assert vectors_in_graph(database, "embedding_kmer_2").keys() == {
         p["accession_id"] for p in synechocystis[:200]
     } | {"ADDED"}
 
-    assert embed_jobs("--forcerun", "export_sequences") == 0
+    assert embed_jobs(*update) == 0
     assert read_json(run / "load" / "receipt.json")["written"] == 0
     # After a finished run, a plain snakemake has nothing to do.
     plan = run_workflow(tmp_path, "--dry-run")
