@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import sentencepiece
 import torch
+from support.random_models import save_random_esmc, save_random_prott5
 from transformers import AutoTokenizer, EsmcModel, EsmcTokenizer, EsmModel, T5EncoderModel
 
 from protembed.adapters import load_adapter
 from protembed.embedding import EmbeddingKind, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence
-from protembed.testing.random_models import save_random_esmc, save_random_prott5
 
 FAMILIES = ["esm2", "esmc", "prot_t5"]
 

@@ -2,6 +2,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from protembed.adapters.base import ESM_ALPHABET
+from protembed.demo.proteins import read_proteins
 from protembed.embedder import Records
 from protembed.errors import RejectedSequence, UserError
 from protembed.sequences import (
@@ -12,7 +13,6 @@ from protembed.sequences import (
     windows,
 )
 from protembed.sharding import ShardSpill, shard_count, shard_of
-from protembed.testing.fasta import read_proteins
 
 
 def test_clean_sequence_normalises_case_whitespace_and_stop():

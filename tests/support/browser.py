@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from protembed.errors import UserError
 
 
 def chromium() -> str:
@@ -197,7 +197,7 @@ def show_result(page: Page, category: str, result: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """python -m protembed.testing.browser REPORT.html OUT.png CATEGORY RESULT: a picture
+    """python tests/support/browser.py REPORT.html OUT.png CATEGORY RESULT: a picture
     of one result of a Snakemake report (the README's is made so)."""
     report, picture, category, result = argv
     with Page() as page:
