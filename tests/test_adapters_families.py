@@ -3,6 +3,11 @@ weights loaded through the real from_pretrained path, against direct computation
 each model's own hidden states: kinds, batching, padding, long sequences, preparation.
 (ESM-3 runs in the esm package's environment: tests/test_adapters_oracles.py.)"""
 
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import sentencepiece
@@ -10,6 +15,7 @@ import torch
 from support.random_models import save_random_esmc, save_random_prott5
 from transformers import AutoTokenizer, EsmcModel, EsmcTokenizer, EsmModel, T5EncoderModel
 
+from protembed.adapters import FAMILIES as FAMILY_RECORDS
 from protembed.adapters import load_adapter
 from protembed.embedding import EmbeddingKind, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence
@@ -185,3 +191,28 @@ def test_statements_say_which_tokens_and_layers(adapters):
         "of 2 (the last block's output after the final layer norm (final_layer_norm)), then "
         "L2-normalised"
     )
+
+
+# The Snakefile and the export read the family records in environments without torch or
+# EvolutionaryScale's esm; the records must not import them.
+READ_RECORDS_WITHOUT_TORCH = """
+import sys
+for blocked in ("torch", "transformers", "sentencepiece", "esm"):
+    sys.modules[blocked] = None
+from protembed.adapters import detect_family, expected_dimension
+print(detect_family("esm3-open"), detect_family("Rostlab/prot_t5_xl_uniref50"),
+      expected_dimension("biohub/ESMC-600M"), expected_dimension("esmc_300m"))
+"""
+
+
+def test_family_records_are_read_without_torch_and_name_real_adapters():
+    result = subprocess.run(
+        [sys.executable, "-c", READ_RECORDS_WITHOUT_TORCH], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["esm3", "prot_t5", "1152", "960"]
+    for family in FAMILY_RECORDS:
+        module, class_name = family.adapter.split(":")
+        spec = importlib.util.find_spec(module)
+        assert spec, f"{family.name}: no module {module}"
+        assert f"class {class_name}(" in Path(spec.origin).read_text(), family.name
