@@ -5,7 +5,7 @@ bootstrap:
 	tools/bootstrap.sh
 
 demo: bootstrap
-	.venv/bin/python -m protembed.testing.demo
+	.venv/bin/python -m protembed.demo
 
 test: bootstrap
 	.venv/bin/python -m pytest

@@ -36,10 +36,10 @@ from transformers import EsmModel, EsmTokenizer
 
 from protembed.adapters import load_adapter
 from protembed.adapters.base import choose_precision
+from protembed.demo.offline_model import cached_random_esm2
+from protembed.demo.proteins import read_proteins
 from protembed.engine import default_tokens_per_batch, embed_sequences
 from protembed.errors import RejectedSequence
-from protembed.testing.fasta import read_proteins
-from protembed.testing.random_models import cached_random_esm2
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")

@@ -16,7 +16,9 @@ through the esm package, which casts to bfloat16 on a GPU). It runs on an evenly
 subset (--seed-proteins), ours on every protein; rates are per token, so they compare.
 Both paths embed the same inputs: sequences cut to the family's trained length.
 
-    python bench/embed_gpu.py                           # on a GPU, all four models
+Its random models come from tests/support (bench/gpu_check.sh puts tests/ on PYTHONPATH):
+
+    PYTHONPATH=tests python bench/embed_gpu.py          # on a GPU, all four models
     python bench/embed_gpu.py --models esm2_650m --peak-tflops 989
     python bench/embed_gpu.py --device cpu --tiny       # smoke test (tests/test_bench_smoke.py)
 """
@@ -32,12 +34,12 @@ import numpy as np
 import sentencepiece
 import torch
 import transformers
+from support.random_models import save_random_esm2, save_random_esmc, save_random_prott5
 
 from protembed.adapters import load_adapter
+from protembed.demo.proteins import read_proteins
 from protembed.engine import default_tokens_per_batch, embed_sequences
 from protembed.errors import RejectedSequence
-from protembed.testing.fasta import read_proteins
-from protembed.testing.random_models import save_random_esm2, save_random_esmc, save_random_prott5
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")

@@ -98,9 +98,9 @@ def extract_baseline(directory: Path) -> Path:
 
 def load_sequences(fasta: Path, limit: int | None) -> list[str]:
     from protembed.adapters.base import ESM_ALPHABET
+    from protembed.demo.proteins import read_proteins
     from protembed.errors import RejectedSequence
     from protembed.sequences import clean_sequence
-    from protembed.testing.fasta import read_proteins
 
     sequences = []
     for protein in read_proteins(fasta)[:limit]:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args)
         return 0
-    from protembed.testing.random_models import save_random_esm2
+    from protembed.demo.offline_model import save_random_esm2
 
     fasta = args.fasta or SMALL_FASTA
     sequences = load_sequences(fasta, args.limit)

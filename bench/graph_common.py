@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from protembed.testing.fasta import read_proteins
-from protembed.testing.local_neo4j import LocalNeo4j
+from protembed.demo.local_neo4j import LocalNeo4j
+from protembed.demo.proteins import read_proteins
 
 REPO = Path(__file__).resolve().parents[1]
 PROTEOME = Path("/work/shared/data/proteome_UP000001425_synechocystis.fasta")

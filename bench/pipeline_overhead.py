@@ -41,12 +41,13 @@ from embed_cpu import esm2_8m_random  # bench/ is on sys.path when this script r
 from protembed import graph, steps
 from protembed.adapters import load_adapter
 from protembed.config import load_settings
+from protembed.demo.local_neo4j import LocalNeo4j
+from protembed.demo.proteins import read_proteins
 from protembed.engine import embed_sequences
 from protembed.errors import RejectedSequence
-from protembed.testing.fasta import read_proteins
-from protembed.testing.local_neo4j import REPO_ROOT, LocalNeo4j
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO_ROOT / "workflow" / "Snakefile"
 # What one embed job imports before it can start (snakemake's script preamble included).
 JOB_IMPORTS = (

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from graph_common import PROTEOME, synthetic_proteins  # noqa: E402
 
 from protembed import parquet_io, sharding  # noqa: E402
+from protembed.demo.proteins import read_proteins  # noqa: E402
 from protembed.sequences import sequence_sha256  # noqa: E402
-from protembed.testing.fasta import read_proteins  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "98f0bcd"  # the last commit that assigned shards by equal ranges of the hash

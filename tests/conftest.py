@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from protembed import graph
-from protembed.testing.fasta import read_proteins
-from protembed.testing.local_neo4j import VERSIONS, LocalNeo4j, build_launcher
-from protembed.testing.random_models import save_random_esm2
+from protembed.demo.local_neo4j import VERSIONS, LocalNeo4j, build_launcher
+from protembed.demo.offline_model import save_random_esm2
+from protembed.demo.proteins import read_proteins
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -26,7 +26,7 @@ def neo4j_server(request, tmp_path_factory):
     each server line users run (5.26 LTS and the newest calendar release), so that every
     graph-facing test runs on both. pytest runs one server's tests, then the other's."""
     version = request.param
-    build_launcher(REPO, version)
+    build_launcher(version)
     server = LocalNeo4j(version)
     server.start(tmp_path_factory.mktemp(f"neo4j-{version}"), password=secrets.token_hex(12))
     yield server

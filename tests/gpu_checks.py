@@ -14,17 +14,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from support.random_models import (
+    cached_random_esm2,
+    save_random_esmc,
+    save_random_prott5,
+)
 
 from protembed import Embedder, parquet_io, steps
 from protembed.adapters import load_adapter
 from protembed.config import load_settings
 from protembed.engine import embed_sequences
 from protembed.gpu_lease import lease_gpu
-from protembed.testing.random_models import (
-    cached_random_esm2,
-    save_random_esmc,
-    save_random_prott5,
-)
 
 HALF = {"esm2": "float16", "esmc": "bfloat16", "prott5": "bfloat16"}
 

@@ -3,16 +3,24 @@ weights loaded through the real from_pretrained path, against direct computation
 each model's own hidden states: kinds, batching, padding, long sequences, preparation.
 (ESM-3 runs in the esm package's environment: tests/test_adapters_oracles.py.)"""
 
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import doc_pages
 import numpy as np
 import pytest
 import sentencepiece
 import torch
+from support.random_models import save_random_esmc, save_random_prott5
 from transformers import AutoTokenizer, EsmcModel, EsmcTokenizer, EsmModel, T5EncoderModel
 
-from protembed.adapters import load_adapter
+from protembed.adapters import FAMILIES as FAMILY_RECORDS
+from protembed.adapters import Family, load_adapter
 from protembed.engine import EmbeddingKind, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence
-from protembed.testing.random_models import save_random_esmc, save_random_prott5
 
 FAMILIES = ["esm2", "esmc", "prot_t5"]
 
@@ -185,3 +193,40 @@ def test_statements_say_which_tokens_and_layers(adapters):
         "of 2 (the last block's output after the final layer norm (final_layer_norm)), then "
         "L2-normalised"
     )
+
+
+# The Snakefile and the export read the family records in environments without torch or
+# EvolutionaryScale's esm; the records must not import them.
+READ_RECORDS_WITHOUT_TORCH = """
+import sys
+for blocked in ("torch", "transformers", "sentencepiece", "esm"):
+    sys.modules[blocked] = None
+from protembed.adapters import detect_family, expected_dimension
+print(detect_family("esm3-open"), detect_family("Rostlab/prot_t5_xl_uniref50"),
+      expected_dimension("biohub/ESMC-600M"), expected_dimension("esmc_300m"))
+"""
+
+
+def test_family_records_are_read_without_torch_and_name_real_adapters():
+    result = subprocess.run(
+        [sys.executable, "-c", READ_RECORDS_WITHOUT_TORCH], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["esm3", "prot_t5", "1152", "960"]
+    for family in FAMILY_RECORDS:
+        module, class_name = family.adapter.split(":")
+        spec = importlib.util.find_spec(module)
+        assert spec, f"{family.name}: no module {module}"
+        assert f"class {class_name}(" in Path(spec.origin).read_text(), family.name
+
+
+def test_the_models_pages_family_record_is_a_valid_record():
+    # The page shows an entry of the FAMILIES tuple, trailing comma included.
+    code = textwrap.dedent(doc_pages.block("family-record"))
+    (shown,) = eval(code, {"Family": Family})  # noqa: S307
+    assert isinstance(shown, Family)
+    module, _, class_name = shown.adapter.partition(":")
+    assert module.startswith("protembed.adapters.") and class_name.endswith("Adapter")
+    assert shown.name_markers and all(isinstance(m, str) for m in shown.name_markers)
+    assert shown.environment == "embed.yaml"
+    assert all(isinstance(w, int) for w in shown.published_widths.values())

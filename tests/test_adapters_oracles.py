@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from support.random_models import save_random_esmc
 
 from protembed.adapters import load_adapter
 from protembed.engine import EmbeddingKind, embed_sequences
-from protembed.testing.random_models import save_random_esmc
 
 REPO = Path(__file__).resolve().parents[1]
 ORACLES = REPO / "tests" / "oracles"
@@ -65,9 +65,10 @@ def oracle_python(name: str, requirements: list[str], also_hash: str = "") -> Pa
 
 def run_oracle(python: Path, script: str, *args) -> None:
     # The oracles never reach for a model hub: every model is built locally. protembed is
-    # read from this checkout, as Snakemake's jobs in envs/esm.yaml read it.
+    # read from this checkout, as Snakemake's jobs in envs/esm.yaml read it; the random
+    # models from tests/support.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env["PYTHONPATH"] = str(REPO / "src")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])
     done = subprocess.run(
         [str(python), str(ORACLES / script), *map(str, args)],
         capture_output=True,

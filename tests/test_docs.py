@@ -16,12 +16,12 @@ import doc_pages
 import pytest
 import yaml
 from doc_pages import MARKS, REPO, SHELL
+from support.random_models import save_random_esm2
 from workflow_runner import write_config
 
 from protembed import embed_graph, graph
 from protembed.config import load_config
-from protembed.testing.local_neo4j import LTS
-from protembed.testing.random_models import save_random_esm2
+from protembed.demo.local_neo4j import LTS
 
 TESTS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

@@ -11,12 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
+from support.random_models import save_random_esmc
 from transformers import AutoTokenizer, EsmModel
 
 from protembed import Embedder, parquet_io, steps
 from protembed.config import load_settings
 from protembed.errors import UserError
-from protembed.testing.random_models import save_random_esmc
 
 GOOD = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQ"
 BAD = "MKT1AYZ"

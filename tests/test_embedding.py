@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from support.random_models import save_random_esmc
 from transformers import AutoTokenizer, EsmModel
 
 from protembed import parquet_io, steps
@@ -14,7 +15,6 @@ from protembed.adapters import detect_family, environment, load_adapter
 from protembed.config import load_config, load_settings
 from protembed.engine import Embedded, EmbeddingKind, batches, embed_sequences, plan_windows
 from protembed.errors import RejectedSequence, UserError
-from protembed.testing.random_models import save_random_esmc
 
 SEQUENCES = [
     "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQ",

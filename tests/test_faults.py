@@ -26,7 +26,7 @@ from support import faults
 from workflow_runner import read_json, write_config
 
 from protembed import graph
-from protembed.testing.local_neo4j import LocalNeo4j
+from protembed.demo.local_neo4j import LocalNeo4j
 
 PROPERTY = "embedding_faults"
 ARGS = ("--set-threads", "embed_shard=1")  # two one-thread embed jobs side by side

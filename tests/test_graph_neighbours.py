@@ -8,7 +8,7 @@ import pytest
 from test_graph_incremental import kmer_config, run_steps
 
 from protembed import graph
-from protembed.testing.fasta import read_proteins
+from protembed.demo.proteins import read_proteins
 
 DATA = Path(__file__).resolve().parent / "data"
 FAMILIES = ("TEM", "SHV", "CTX-M", "KPC", "CMY", "VIM")

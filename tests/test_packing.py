@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sentencepiece
 import torch
+from support.random_models import save_random_esmc, save_random_prott5
 from test_embedding import cosine
 from transformers import AutoTokenizer, EsmcTokenizer
 
@@ -23,7 +24,6 @@ from protembed.adapters import load_adapter
 from protembed.adapters.packing import use_packing
 from protembed.engine import EmbeddingKind, device_token_budget, embed_sequences
 from protembed.errors import RejectedSequence
-from protembed.testing.random_models import save_random_esmc, save_random_prott5
 
 # The odd residues each family's alphabet holds, and a protein long enough to be chunked.
 ODD = ["MKTAYIAKQRXBZUO", "ACDEFGHIKLMNPQRSTVWY", "M"]

@@ -7,12 +7,12 @@ only on GPUs: tests/test_adapters_oracles.py checks that on a CPU it stays float
 import numpy as np
 import pytest
 import torch
+from support.random_models import save_random_esmc, save_random_prott5
 
 from protembed import Embedder
 from protembed.adapters import base
 from protembed.adapters.base import choose_precision
 from protembed.errors import UserError
-from protembed.testing.random_models import save_random_esmc, save_random_prott5
 
 PROTEINS = 30  # every 7th Synechocystis protein, one of them over 1,022 residues (chunked)
 FAMILIES = {"esm2": torch.float16, "esmc": torch.bfloat16, "prott5": torch.bfloat16}

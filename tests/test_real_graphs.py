@@ -17,9 +17,9 @@ from workflow_runner import read_json, run_workflow, write_config
 import protembed
 from protembed import graph
 from protembed.config import load_config, load_settings
+from protembed.demo.offline_model import save_random_esm2
+from protembed.demo.proteins import read_proteins
 from protembed.sequences import sequence_sha256
-from protembed.testing.fasta import read_proteins
-from protembed.testing.random_models import save_random_esm2
 
 REPO = Path(__file__).resolve().parents[1]
 PYEED_PYTHON = REPO / ".venv-pyeed" / "bin" / "python"

@@ -9,11 +9,14 @@ import doc_pages
 import numpy as np
 import pytest
 from neo4j.exceptions import Neo4jError
+from support.browser import Page, show_result
 from test_graph_incremental import kmer_config, run_steps
 from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph, steps
 from protembed.config import load_settings
+from protembed.demo.local_neo4j import LTS
+from protembed.demo.proteins import read_proteins
 from protembed.errors import UserError
 from protembed.report import (
     REJECTS_PER_PAGE,
@@ -22,9 +25,6 @@ from protembed.report import (
     rejects_html,
     similarities,
 )
-from protembed.testing.browser import Page, show_result
-from protembed.testing.fasta import read_proteins
-from protembed.testing.local_neo4j import LTS
 
 DATA = Path(__file__).resolve().parent / "data"
 # The report command exactly as docs/report.md (and the README) print it, minus `snakemake`

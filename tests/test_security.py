@@ -11,7 +11,7 @@ from support import faults
 from workflow_runner import write_config
 
 from protembed import graph
-from protembed.testing.local_neo4j import LocalNeo4j
+from protembed.demo.local_neo4j import LocalNeo4j
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 import pytest
 
 from protembed.adapters.base import ESM_ALPHABET
+from protembed.demo.proteins import read_proteins
 from protembed.embedder import Records
 from protembed.errors import RejectedSequence, UserError
 from protembed.sequences import (
@@ -9,7 +10,6 @@ from protembed.sequences import (
     read_fasta,
     windows,
 )
-from protembed.testing.fasta import read_proteins
 
 
 def test_clean_sequence_normalises_case_whitespace_and_stop():

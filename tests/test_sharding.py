@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from protembed.cluster import check_array_slots
+from protembed.demo.proteins import read_proteins
 from protembed.errors import UserError
 from protembed.sequences import sequence_sha256
 from protembed.sharding import (
@@ -20,7 +21,6 @@ from protembed.sharding import (
     sequence_cost,
     shard_count,
 )
-from protembed.testing.fasta import read_proteins
 
 DATA = Path(__file__).resolve().parent / "data"
 

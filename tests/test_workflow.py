@@ -10,7 +10,7 @@ from transformers import AutoTokenizer, EsmModel
 from workflow_runner import read_json, run_workflow, write_config
 
 from protembed import graph
-from protembed.testing.local_neo4j import LTS
+from protembed.demo.local_neo4j import LTS
 
 PROPERTY = "embedding_tiny_esm2"
 

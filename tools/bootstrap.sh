@@ -46,10 +46,10 @@ if [ ! -f "$pyeed_stamp" ] || [ tests/support/pyeed/requirements.lock -nt "$pyee
   touch "$pyeed_stamp"
 fi
 
-# The local Neo4j servers: 5.26 LTS (Java 17 or 21) and 2026.08 (Java 21+); a missing JDK
-# is named by the launcher build.
+# The local Neo4j servers: 5.26 LTS (Java 17 or 21) and 2026.08 (Java 21+), built into the
+# user's cache (~/.cache/protembed, or PROTEMBED_CACHE); a missing JDK is named by the build.
 command -v mvn >/dev/null || { echo "bootstrap: mvn (Maven) is required for the local Neo4j" >&2; exit 1; }
-.venv/bin/python -c "from protembed.testing.local_neo4j import VERSIONS, build_launcher; [build_launcher(version=v) for v in VERSIONS]"
+.venv/bin/python -c "from protembed.demo.local_neo4j import VERSIONS, build_launcher; [build_launcher(v) for v in VERSIONS]"
 
 # The report's test opens the real report in headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then

@@ -100,7 +100,7 @@ def default_tokens_per_batch(adapter: Adapter, layers: int = 1) -> int:
 
     A CPU gets one piece per forward: batching gains nothing there (BENCHMARKS.md), and in a
     padded batch a row's last bits depend on its batch mates, which change with the shard
-    count (README, Reproducibility). A GPU gets what half its free memory holds.
+    count (docs/reproducibility.md). A GPU gets what half its free memory holds.
     """
     if adapter.device.type != "cuda":
         return 1

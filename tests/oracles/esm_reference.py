@@ -23,12 +23,12 @@ from unittest.mock import patch
 import numpy as np
 import torch
 from esm.models.esmc import ESMC
+from support.random_models import save_random_esm3
 
 from protembed.adapters import base, load_adapter
+from protembed.demo.proteins import read_proteins
 from protembed.engine import EmbeddingKind, embed_sequences, plan_windows
 from protembed.errors import UserError
-from protembed.testing.fasta import read_proteins
-from protembed.testing.random_models import save_random_esm3
 
 PRECISION_PROTEINS = 30
 

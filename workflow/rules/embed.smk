@@ -11,7 +11,7 @@ rule embed_shard:
     log:
         RUN.log("embed/shard-{shard}"),
     conda:
-        # ESM-3 needs the esm package's own environment (see the README's table).
+        # ESM-3 needs the esm package's own environment (docs/models.md, Two environments).
         f"../../envs/{embed_environment(SETTINGS.model)}"
     threads: 4
     resources:

@@ -1,5 +1,5 @@
 # The report of what the graph holds. Not part of `all`: it is built only when asked for,
-# with (the README's command, run by tests/test_report.py)
+# with (docs/report.md's command, run by tests/test_report.py)
 #   snakemake --cores 8 report --report report.html --report-after-run
 # so that a plain run pays nothing for it.
 

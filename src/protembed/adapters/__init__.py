@@ -1,11 +1,16 @@
-"""Model families behind one interface. A new family is one module plus one line in FAMILIES.
+"""Model families behind one interface.
 
-Light on imports (no torch until a model is loaded): the Snakefile reads `environment`.
+A new family is one adapter module (a subclass of `base.Adapter`) plus one `Family` record
+in FAMILIES below, which holds every fact about the family that is needed before its module
+is imported. The records live here, not in the adapter modules, because the Snakefile and
+the export read them in environments without torch (or without EvolutionaryScale's esm),
+which every adapter module imports.
 """
 
 import importlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,30 +21,74 @@ if TYPE_CHECKING:
     from ..config import ModelSettings
     from .base import Adapter
 
-# family -> (module, class); modules are imported on demand so that one family's
-# dependencies are not needed to run another.
-FAMILIES = {
-    "esm2": ("protembed.adapters.esm2", "Esm2Adapter"),
-    "esmc": ("protembed.adapters.esmc", "EsmcAdapter"),
-    "esm3": ("protembed.adapters.esm3", "Esm3Adapter"),
-    "prot_t5": ("protembed.adapters.prott5", "ProtT5Adapter"),
-    "kmer": ("protembed.adapters.kmer", "KmerAdapter"),
-}
 
-# Families whose embed jobs need another conda environment than envs/embed.yaml:
-# EvolutionaryScale's esm package pins torch 2.11 and transformers < 5.
-ENVIRONMENTS = {"esm3": "esm.yaml"}
+@dataclass(frozen=True)
+class Family:
+    """What is known of a model family without importing its adapter module."""
 
-# Substrings of model names that identify a family, checked in this order.
-_NAME_MARKERS = (
-    ("esmc", "esmc"),
-    ("esm3", "esm3"),
-    ("prott5", "prot_t5"),
-    ("esm2", "esm2"),
-    ("kmer", "kmer"),
+    # model.family's value, and the adapter's `family` attribute.
+    name: str
+    # "module:class" of the adapter, imported only when a model of the family is loaded.
+    adapter: str
+    # Parts of model names that identify the family, compared without case, '-' or '_'.
+    name_markers: tuple[str, ...]
+    # model_type values in a local directory's config.json that identify the family.
+    model_types: tuple[str, ...] = ()
+    # The conda environment file (under envs/) that the family's embed jobs run in.
+    environment: str = "embed.yaml"
+    # Widths of published models, by a distinctive part of their names, for when their
+    # files are not on this machine yet (the export runs before the first embed job
+    # downloads them).
+    published_widths: dict[str, int] = field(default_factory=dict)
+
+
+# In the order names are matched: ESM-C's and ESM-3's markers before ESM-2's.
+FAMILIES = (
+    Family(
+        "esmc",
+        "protembed.adapters.esmc:EsmcAdapter",
+        name_markers=("esmc",),
+        model_types=("esmc",),
+        published_widths={"esmc_300m": 960, "esmc_600m": 1152, "esmc_6b": 2560},
+    ),
+    Family(
+        "esm3",
+        "protembed.adapters.esm3:Esm3Adapter",
+        name_markers=("esm3",),
+        model_types=("esm3",),
+        # EvolutionaryScale's esm package pins torch and transformers < 5.
+        environment="esm.yaml",
+        published_widths={"esm3": 1536},
+    ),
+    Family(
+        "prot_t5",
+        "protembed.adapters.prott5:ProtT5Adapter",
+        name_markers=("prot_t5",),
+        model_types=("t5",),
+        published_widths={"prot_t5_xl": 1024},
+    ),
+    Family(
+        "esm2",
+        "protembed.adapters.esm2:Esm2Adapter",
+        name_markers=("esm2",),
+        model_types=("esm",),
+        published_widths={
+            "esm2_t6_8m": 320,
+            "esm2_t12_35m": 480,
+            "esm2_t30_150m": 640,
+            "esm2_t33_650m": 1280,
+            "esm2_t36_3b": 2560,
+            "esm2_t48_15b": 5120,
+        },
+    ),
+    # Widths from the name itself: 20^k (see expected_dimension).
+    Family("kmer", "protembed.adapters.kmer:KmerAdapter", name_markers=("kmer",)),
 )
-# model_type in a local directory's config.json.
-_MODEL_TYPES = {"esm": "esm2", "esmc": "esmc", "esm3": "esm3", "t5": "prot_t5"}
+_BY_NAME = {family.name: family for family in FAMILIES}
+
+
+def _comparable(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
 
 
 def detect_family(name: str) -> str:
@@ -47,53 +96,30 @@ def detect_family(name: str) -> str:
     config_file = Path(name) / "config.json"
     if config_file.is_file():
         model_type = json.loads(config_file.read_text()).get("model_type")
-        if model_type in _MODEL_TYPES:
-            return _MODEL_TYPES[model_type]
-    lowered = name.lower().replace("-", "").replace("_", "")
-    for marker, family in _NAME_MARKERS:
-        if marker in lowered:
-            return family
+        for family in FAMILIES:
+            if model_type in family.model_types:
+                return family.name
+    for family in FAMILIES:
+        if any(_comparable(marker) in _comparable(name) for marker in family.name_markers):
+            return family.name
     raise UserError(
         f"cannot tell the model family of {name!r}; set model.family to one of "
-        f"{', '.join(sorted(FAMILIES))}"
+        f"{', '.join(sorted(_BY_NAME))}"
     )
 
 
 def resolve_family(name: str, family: str = "auto") -> str:
     family = detect_family(name) if family == "auto" else family
-    if family not in FAMILIES:
+    if family not in _BY_NAME:
         raise UserError(
-            f"model.family {family!r} is not one of auto, {', '.join(sorted(FAMILIES))}"
+            f"model.family {family!r} is not one of auto, {', '.join(sorted(_BY_NAME))}"
         )
     return family
 
 
 def environment(model: "ModelSettings") -> str:
     """The conda environment file (under envs/) that the embed jobs of this model need."""
-    return _environment_file(resolve_family(model.name, model.family))
-
-
-def _environment_file(family: str) -> str:
-    return ENVIRONMENTS.get(family, "embed.yaml")
-
-
-# Widths of published models whose files may not be on this machine yet when the export
-# runs (the first embed job downloads them), by a distinctive part of the name.
-_KNOWN_DIMENSIONS = {
-    "esm2_t6_8m": 320,
-    "esm2_t12_35m": 480,
-    "esm2_t30_150m": 640,
-    "esm2_t33_650m": 1280,
-    "esm2_t36_3b": 2560,
-    "esm2_t48_15b": 5120,
-    "esmc_300m": 960,
-    "esmc-300m": 960,
-    "esmc_600m": 1152,
-    "esmc-600m": 1152,
-    "esmc-6b": 2560,
-    "esm3": 1536,
-    "prot_t5_xl": 1024,
-}
+    return _BY_NAME[resolve_family(model.name, model.family)].environment
 
 
 def expected_dimension(name: str) -> int | None:
@@ -111,8 +137,8 @@ def expected_dimension(name: str) -> int | None:
     kmer = KMER_NAME.search(name.lower())
     if kmer:
         return 20 ** int(kmer.group(1))
-    lowered = name.lower()
-    return next((d for marker, d in _KNOWN_DIMENSIONS.items() if marker in lowered), None)
+    widths = (item for family in FAMILIES for item in family.published_widths.items())
+    return next((width for part, width in widths if _comparable(part) in _comparable(name)), None)
 
 
 def hub_snapshot(name: str) -> Path | None:
@@ -151,14 +177,14 @@ def load_adapter(
     """The model as its files hold it (float32 unless `precision` says otherwise: `auto`, the
     user's default in Embedder and the config, is asked for explicitly)."""
     family = resolve_family(name, family)
-    module_name, class_name = FAMILIES[family]
+    module_name, class_name = _BY_NAME[family].adapter.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise UserError(
             f"model family {family} needs {error.name!r}, which this environment lacks; "
-            f"run the embed jobs in envs/{_environment_file(family)} "
-            "(see the README's environment table)"
+            f"run the embed jobs in envs/{_BY_NAME[family].environment} "
+            "(see docs/models.md, Two environments)"
         ) from error
     adapter_class = getattr(module, class_name)
     try:
@@ -169,6 +195,7 @@ def load_adapter(
             f"{str(error).splitlines()[0]}); without access to the model hub, set model.name "
             "to a local directory that holds the weights"
         ) from error
+    adapter.family = family
     adapter.use_precision(precision)
     if adapter.packs:
         from .packing import use_packing

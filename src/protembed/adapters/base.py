@@ -32,7 +32,8 @@ class Adapter(ABC):
     them, and what its layers are.
     """
 
-    family: ClassVar[str]
+    # model.family's value; load_adapter sets it from the family's record (adapters/__init__).
+    family: str
     alphabet: ClassVar[frozenset[str]] = ESM_ALPHABET
     # Tokens added to every sequence (e.g. <cls> and <eos>); they count towards batches.
     special_tokens: ClassVar[int] = 2

@@ -7,7 +7,6 @@ from .base import TransformersAdapter, tokenizer_table
 
 
 class Esm2Adapter(TransformersAdapter):
-    family = "esm2"
     implementation = "transformers"
     final_norm = "the final layer norm (emb_layer_norm_after)"
     packs = True

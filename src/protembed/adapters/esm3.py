@@ -59,7 +59,6 @@ def load_local_esm3(directory: str | Path) -> ESM3:
 
 
 class Esm3Adapter(Adapter):
-    family = "esm3"
     implementation = "esm"
     final_norm = "the final layer norm (transformer.norm)"
     half_precision = torch.bfloat16

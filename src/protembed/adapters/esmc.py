@@ -27,7 +27,6 @@ HUB_NAMES = {
 
 
 class EsmcAdapter(TransformersAdapter):
-    family = "esmc"
     final_norm = "the final layer norm (norm)"
     half_precision = torch.bfloat16
     packs = True

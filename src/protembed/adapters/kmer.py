@@ -24,7 +24,6 @@ _CODE[np.frombuffer(STANDARD_RESIDUES.encode(), dtype=np.uint8)] = np.arange(20)
 
 
 class KmerAdapter(Adapter):
-    family = "kmer"
     special_tokens = 0
     first_residue = 0
     tokens = (

@@ -19,7 +19,6 @@ _RARE_RESIDUES = re.compile(r"[UZOB]")
 
 
 class ProtT5Adapter(TransformersAdapter):
-    family = "prot_t5"
     implementation = "transformers"
     special_tokens = 1
     first_residue = 0

@@ -5,7 +5,7 @@ from ..errors import UserError
 # PyEED's EmbeddingProcessor kinds (src/pyeed/embeddings/processor.py) and what gives the
 # same representation here: Embedder arguments, and whether PyEED returns one matrix per
 # protein (residues x dimension; here encode_records(per_residue=True)). What differs is in
-# the README's table: our means never include special tokens, our vectors are float32.
+# docs/pyeed.md's table: our means never include special tokens, our vectors are float32.
 PYEED_EMBEDDING_TYPES = {
     # the last layer of every residue (special tokens dropped): a matrix
     "last_hidden_state": ({"layer": "last"}, True),

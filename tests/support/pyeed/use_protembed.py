@@ -16,8 +16,8 @@ from neomodel import config, db
 
 import protembed
 from protembed import graph
-from protembed.testing.fasta import read_proteins
-from protembed.testing.random_models import save_random_esm2
+from protembed.demo.offline_model import save_random_esm2
+from protembed.demo.proteins import read_proteins
 
 REPO = Path(__file__).resolve().parents[3]
 FAMILIES = ("TEM", "SHV", "CTX-M", "KPC")

@@ -1,9 +1,7 @@
-"""Models with random weights built from a config, saved like hub downloads.
+"""Models of every family with random weights, built from a config and saved like hub
+downloads, for the tests and benchmarks (ESM-2's is the demo's, in protembed.demo).
 
-Tests use them, and the demo falls back to one when the model hub is out of reach; either
-way they are read back through the same `from_pretrained` path as real weights. Their
-vectors carry no biology. Norm weights are drawn at random too (libraries start them at
-1), so that a test comparing two implementations notices a norm applied in the wrong place.
+Their vectors carry no biology; norm weights are random too (see randomize_norms).
 """
 
 import json
@@ -11,75 +9,14 @@ from pathlib import Path
 
 import torch
 
-# ESM-2's vocabulary, in the order of its token ids.
-ESM2_VOCABULARY = (
-    *("<cls>", "<pad>", "<eos>", "<unk>"),
-    *"LAGVSERTIDPKQNFYMHWCXBUZO.-",
-    *("<null_1>", "<mask>"),
+from protembed.demo.offline_model import (  # noqa: F401 - every random model from one module
+    cached_random_esm2,
+    randomize_norms,
+    save_random_esm2,
 )
 
 # The residues ProtT5's vocabulary holds, one SentencePiece token each.
 PROTT5_RESIDUES = "LAGVSERTIDPKQNFYMHWCXBUZO"
-
-
-def _randomize_norms(model: torch.nn.Module, seed: int) -> None:
-    """Norm weights (one-dimensional `weight` parameters) of 1 + N(0, 0.1) instead of 1.
-
-    Biases stay 0: a random bias shared by every position makes all protein vectors nearly
-    parallel, and nearest-neighbour tests meaningless."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.dim() == 1 and name.endswith("weight"):
-                noise = torch.randn(parameter.shape, generator=generator)
-                parameter.add_(0.1 * noise.to(parameter.dtype))
-
-
-def cached_random_esm2(directory: Path, *, layers: int, hidden: int, heads: int) -> Path:
-    """save_random_esm2 once: later calls find the model in `directory`."""
-    if not (directory / "config.json").is_file():
-        save_random_esm2(directory, layers=layers, hidden=hidden, heads=heads)
-    return directory
-
-
-def save_random_esm2(
-    directory: Path,
-    *,
-    layers: int = 2,
-    hidden: int = 32,
-    heads: int = 4,
-    seed: int = 0,
-) -> Path:
-    """An ESM-2 architecture (rotary positions, pre-norm, final norm) with random weights.
-
-    The defaults are tiny; `layers=6, hidden=320, heads=20` is esm2_t6_8M_UR50D's shape.
-    """
-    from transformers import EsmConfig, EsmModel, EsmTokenizer
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    vocabulary = directory / "vocab.txt"
-    vocabulary.write_text("\n".join(ESM2_VOCABULARY) + "\n")
-    config = EsmConfig(
-        vocab_size=len(ESM2_VOCABULARY),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=4 * hidden,
-        max_position_embeddings=1026,
-        layer_norm_eps=1e-5,  # as facebook's checkpoints and fair-esm have it
-        position_embedding_type="rotary",
-        emb_layer_norm_before=False,
-        token_dropout=True,
-        pad_token_id=ESM2_VOCABULARY.index("<pad>"),
-        mask_token_id=ESM2_VOCABULARY.index("<mask>"),
-    )
-    torch.manual_seed(seed)
-    model = EsmModel(config, add_pooling_layer=False)
-    _randomize_norms(model, seed)
-    model.save_pretrained(directory)
-    EsmTokenizer(str(vocabulary)).save_pretrained(directory)
-    return directory
 
 
 def save_random_esmc(
@@ -102,7 +39,7 @@ def save_random_esmc(
     )
     torch.manual_seed(seed)
     model = EsmcForMaskedLM(config)
-    _randomize_norms(model, seed)
+    randomize_norms(model, seed)
     model.save_pretrained(directory)
     EsmcTokenizer().save_pretrained(directory)
     return directory
@@ -149,7 +86,7 @@ def save_random_prott5(
     )
     torch.manual_seed(seed)
     model = T5EncoderModel(config)
-    _randomize_norms(model, seed)
+    randomize_norms(model, seed)
     model.save_pretrained(directory)
     return directory
 
@@ -165,14 +102,14 @@ def save_random_esm3(
     """An ESM-3 (esm3-open: 48 layers, 1536 wide, 24 heads, 256 geometric heads) as
     adapters/esm3.py reads a local directory: config.json and model.pth. Needs the esm
     package (envs/esm.yaml)."""
-    from ..adapters.esm3 import build_esm3
+    from protembed.adapters.esm3 import build_esm3
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = dict(model_type="esm3", d_model=hidden, n_heads=heads, v_heads=heads, n_layers=layers)
     torch.manual_seed(seed)
     model = build_esm3(config)
-    _randomize_norms(model, seed)
+    randomize_norms(model, seed)
     torch.save(model.state_dict(), directory / "model.pth")
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory

@@ -2,7 +2,7 @@
 
 No browser-automation package: Chromium's --remote-debugging-pipe speaks JSON messages
 (each ended by a NUL byte) on file descriptors 3 (commands in) and 4 (events and replies
-out). Enough for the report's test and for the README's picture: open a page, collect
+out). Enough for the report's test and for docs/report.png: open a page, collect
 console errors and uncaught exceptions, run a script in it, take a screenshot.
 """
 
@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from protembed.errors import UserError
 
 
 def chromium() -> str:
@@ -197,8 +197,8 @@ def show_result(page: Page, category: str, result: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """python -m protembed.testing.browser REPORT.html OUT.png CATEGORY RESULT: a picture
-    of one result of a Snakemake report (the README's is made so)."""
+    """python tests/support/browser.py REPORT.html OUT.png CATEGORY RESULT: a picture
+    of one result of a Snakemake report (docs/report.png is made so)."""
     report, picture, category, result = argv
     with Page() as page:
         page.open(Path(report).resolve().as_uri())

@@ -1,8 +1,10 @@
-"""The whole workflow on a throwaway local Neo4j and ~500 real proteins: `make demo`.
+"""The whole workflow on a throwaway local Neo4j and ~500 real proteins:
+`python -m protembed.demo` (`make demo` in a checkout).
 
 Starts Neo4j, loads every 7th protein of the Synechocystis proteome, runs `snakemake`
 end to end and writes the run's report, prints a short summary with a nearest-neighbour
-query and the report's path, stops Neo4j.
+query and the report's path, stops Neo4j. The run's files go to results/demo under the
+working directory.
 """
 
 import os
@@ -20,13 +22,11 @@ import yaml
 
 from .. import graph
 from ..parquet_io import count_rows
-from .fasta import read_proteins
-from .local_neo4j import REPO_ROOT, LocalNeo4j
+from .local_neo4j import LocalNeo4j
+from .paths import DEMO_PROTEINS, SNAKEFILE, cache_dir
+from .proteins import read_proteins
 
 DEMO_MODEL = "facebook/esm2_t6_8M_UR50D"
-PROTEINS = REPO_ROOT / "tests" / "data" / "synechocystis_every7th.fasta"
-RUN_DIR = REPO_ROOT / "results" / "demo"
-REPORT = RUN_DIR / "report.html"
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
@@ -60,21 +60,29 @@ def resolve_model(name: str) -> tuple[str, bool]:
         AutoConfig.from_pretrained(name)
         return name, False
     except OSError:
-        from .random_models import cached_random_esm2
+        from .offline_model import cached_random_esm2
 
-        local = REPO_ROOT / ".cache" / "models" / "esm2_t6_8M_UR50D_random_weights"
+        local = cache_dir() / "models" / "esm2_t6_8M_UR50D_random_weights"
         return str(cached_random_esm2(local, layers=6, hidden=320, heads=20)), True
 
 
 def main() -> int:
     started = time.monotonic()
+    snakemake = Path(sys.executable).with_name("snakemake")
+    if not snakemake.is_file():
+        sys.exit(
+            f"the demo runs the Snakemake workflow, and {snakemake} is missing: "
+            "install protembed[workflow]"
+        )
+    run_dir = Path("results", "demo").resolve()
+    report = run_dir / "report.html"
     model, random_weights = resolve_model(DEMO_MODEL)
-    shutil.rmtree(RUN_DIR, ignore_errors=True)
-    RUN_DIR.mkdir(parents=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
     # The rest is the schema's defaults, as config.yaml shows them.
     demo_settings = {"model": {"name": model, "device": "cpu"}, "shards": 2}
-    (RUN_DIR / "config.yaml").write_text(yaml.safe_dump(demo_settings))
-    proteins = read_proteins(PROTEINS)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(demo_settings))
+    proteins = read_proteins(DEMO_PROTEINS)
 
     with tempfile.TemporaryDirectory(prefix="protembed-demo-neo4j-") as data_dir:
         server = LocalNeo4j().start(Path(data_dir), password=secrets.token_urlsafe(16))
@@ -85,17 +93,17 @@ def main() -> int:
             workflow_started = time.monotonic()
             subprocess.run(
                 [
-                    Path(sys.executable).with_name("snakemake"),
+                    snakemake,
                     "--snakefile",
-                    REPO_ROOT / "workflow" / "Snakefile",
+                    SNAKEFILE,
                     "--directory",
-                    RUN_DIR,
+                    run_dir,
                     "--cores",
                     "2",
                     # the run and its report (the report is never part of a plain run)
                     "report",
                     "--report",
-                    REPORT,
+                    report,
                     "--report-after-run",
                     "--quiet",
                     "rules",
@@ -103,8 +111,8 @@ def main() -> int:
                 check=True,
             )
             seconds = time.monotonic() - workflow_started
-            summary = yaml.safe_load(next(RUN_DIR.glob("results/*/summary.json")).read_text())
-            checked = yaml.safe_load(next(RUN_DIR.glob("results/*/report/report.json")).read_text())
+            summary = yaml.safe_load(next(run_dir.glob("results/*/summary.json")).read_text())
+            checked = yaml.safe_load(next(run_dir.glob("results/*/report/report.json")).read_text())
             query = proteins[0]["accession_id"]
             with graph.ProteinGraph.connect(vector_property=summary["property"]) as vectors:
                 neighbours = vectors.nearest_neighbours(query, k=3)
@@ -126,7 +134,7 @@ def main() -> int:
     print(f"  shards         {summary['shards']}")
     print(f"  dimension      {summary['dimension']} in property {summary['property']}")
     print(f"  seconds        {seconds:.1f} workflow, {time.monotonic() - started:.1f} in all")
-    embeddings = RUN_DIR / summary["embeddings"]
+    embeddings = run_dir / summary["embeddings"]
     print(f"  parquet        {embeddings} ({count_rows(embeddings)} rows)")
     print(f"  neighbours of {query} by the vector index:")
     for protein_id, score in neighbours:
@@ -136,7 +144,7 @@ def main() -> int:
         f"  recall@{quality['k']}      {quality['recall_at_k']} of the vector index against exact "
         f"search ({quality['sampled']} proteins)"
     )
-    print(f"  report         {REPORT}")
+    print(f"  report         {report}")
     return 0
 
 

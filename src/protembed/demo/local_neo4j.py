@@ -1,8 +1,9 @@
-"""A throwaway Neo4j server that the project starts itself, for tests and the demo.
+"""A throwaway Neo4j server that the project starts itself, for the demo and the tests.
 
-The server is embedded Neo4j Community with a Bolt connector on 127.0.0.1, built from
-``tools/neo4j-launcher`` with Maven (no Docker), in either line users run: 5.26 LTS (Java
-17 or 21) or the newest calendar release (Java 21+)::
+The server is embedded Neo4j Community with a Bolt connector on 127.0.0.1, built with
+Maven (no Docker) from the launcher's sources shipped in this package (in a checkout,
+tools/neo4j-launcher), in either line users run: 5.26 LTS (Java 17 or 21) or the newest
+calendar release (Java 21+)::
 
     with LocalNeo4j(LATEST).start(tmp_path / "neo4j", password="a-long-secret") as neo:
         driver = neo4j.GraphDatabase.driver(neo.uri, auth=(neo.user, neo.password))
@@ -10,6 +11,7 @@ The server is embedded Neo4j Community with a Bolt connector on 127.0.0.1, built
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -17,9 +19,9 @@ import time
 from pathlib import Path
 from typing import IO, Self
 
-LAUNCHER_DIR = Path("tools") / "neo4j-launcher"
+from .paths import LAUNCHER_SOURCES, cache_dir
+
 JAR_NAME = "neo4j-launcher.jar"
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # The two lines users run: the LTS, and the newest calendar release on Maven Central.
 LTS = "5.26.30"
@@ -32,31 +34,38 @@ def java_majors(version: str) -> range:
     return range(17, 22) if version.startswith("5.") else range(21, 100)
 
 
-def build_launcher(repo_root: Path = REPO_ROOT, version: str = LTS) -> Path:
-    """Build the launcher jar for one Neo4j version (into target/VERSION/) unless it is newer
-    than the pom and Java sources; return its path."""
-    project = Path(repo_root) / LAUNCHER_DIR
-    target = project / "target" / version
+def build_launcher(version: str = LTS) -> Path:
+    """Build the launcher jar for one Neo4j version into the user's cache (the sources may
+    sit in a read-only site-packages), unless the jar there was built from the same pom and
+    Java sources; return its path."""
+    pom = LAUNCHER_SOURCES / "pom.xml"
+    build_root = cache_dir() / "neo4j-launcher"
+    target = build_root / version
     jar = target / JAR_NAME
-    sources = [project / "pom.xml", *sorted((project / "src").rglob("*.java"))]
-    newest_source = max(path.stat().st_mtime for path in sources)
-    if jar.is_file() and (target / "lib").is_dir() and jar.stat().st_mtime > newest_source:
+    # A digest, not mtimes: a checkout and a wheel install may share one cache.
+    built_from = target / "sources.sha256"
+    digest = _sources_digest()
+    if jar.is_file() and built_from.is_file() and built_from.read_text() == digest:
         return jar
     if shutil.which("mvn") is None:
         raise RuntimeError(
-            f"`mvn` is not on PATH; the local Neo4j server needs Maven and a JDK to build {project}"
+            f"`mvn` is not on PATH; the local Neo4j server needs Maven and a JDK to build {pom}"
         )
+    build_root.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [
             "mvn",
             "-q",
             "-B",
             "-Dstyle.color=never",
+            "--file",
+            str(pom),
+            f"-Dlauncher.build.root={build_root}",
             f"-Dneo4j.version={version}",
             f"-Dmaven.compiler.release={java_majors(version).start}",
             "package",
         ],
-        cwd=project,
+        cwd=build_root,
         capture_output=True,
         text=True,
         check=False,
@@ -64,10 +73,18 @@ def build_launcher(repo_root: Path = REPO_ROOT, version: str = LTS) -> Path:
     )
     if result.returncode != 0:
         tail = (result.stdout + result.stderr)[-4000:]
-        raise RuntimeError(f"`mvn package` for Neo4j {version} failed in {project}:\n{tail}")
-    # Maven leaves an unchanged jar alone; touch it so a touched pom does not rebuild each time.
-    jar.touch()
+        raise RuntimeError(f"`mvn package` for Neo4j {version} failed ({pom}):\n{tail}")
+    built_from.write_text(digest)
     return jar
+
+
+def _sources_digest() -> str:
+    digest = hashlib.sha256()
+    sources = [LAUNCHER_SOURCES / "pom.xml", *sorted((LAUNCHER_SOURCES / "src").rglob("*.java"))]
+    for path in sources:
+        digest.update(path.relative_to(LAUNCHER_SOURCES).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def find_java_home(version: str) -> Path:
@@ -120,14 +137,12 @@ class LocalNeo4j:
     def __init__(
         self,
         version: str = LTS,
-        repo_root: Path = REPO_ROOT,
         heap: str = "1g",
         page_cache_mib: int = 256,
         ready_timeout: float = 180.0,
         stop_timeout: float = 60.0,
     ) -> None:
         self.version = version
-        self.repo_root = Path(repo_root)
         self.heap = heap
         self.page_cache_mib = page_cache_mib
         self.ready_timeout = ready_timeout
@@ -154,7 +169,7 @@ class LocalNeo4j:
         if len(password) < 8:
             # Neo4j's own rule (dbms.security.auth_minimum_password_length); fail before the JVM.
             raise ValueError("a Neo4j password must be at least 8 characters")
-        jar = build_launcher(self.repo_root, self.version)
+        jar = build_launcher(self.version)
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "neo4j-launcher.log"
