@@ -225,6 +225,7 @@ class Stages:
             **result,
             "peak_rss": peak,
             "store_growth": after["store"] - before["store"],
+            "log_growth": after["logs"] - before["logs"],
             "index_bytes": after["index"],
             "server_rss": after["server_rss"],
             "server_rss_growth": after["server_rss"] - before["server_rss"],
@@ -241,7 +242,8 @@ class Stages:
 
     def _state(self) -> dict:
         return {
-            "store": _du(self.data_dir / "data"),
+            "store": _du(self.data_dir / "data" / "databases"),
+            "logs": _du(self.data_dir / "data" / "transactions"),
             "index": vector_index_bytes(self.data_dir),
             "server_rss": _rss(self.server.pid),
             "load": os.getloadavg()[0],
@@ -253,6 +255,7 @@ def _add(total: dict, more: dict) -> dict:
         "seconds",
         "proteins",
         "store_growth",
+        "log_growth",
         "server_rss_growth",
         "embedded",
         "output_bytes",
@@ -290,7 +293,9 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def write_config(path: Path, run: Path, size: int, per_shard: int, model: str) -> Path:
+def write_config(
+    path: Path, run: Path, size: int, per_shard: int, model: str, quantization: bool = True
+) -> Path:
     import yaml
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -299,6 +304,7 @@ def write_config(path: Path, run: Path, size: int, per_shard: int, model: str) -
     config["min_proteins_per_shard"] = per_shard
     config["graph"].update(label="Protein", create_vector_index=False)
     config["graph"]["index_online_timeout_s"] = 6 * 3600
+    config["graph"]["vector_index"]["quantization"] = quantization
     config["model"]["name"] = model
     config["model"]["device"] = "cpu"
     config["report"].update(sample=QUERIES, neighbours=K)
@@ -412,17 +418,18 @@ def widen(run: Path, source: str, target: str, seed: int = 0) -> float:
 def measure(size: int, args, work: Path) -> dict:
     data_dir, run = work / f"neo4j-{size}", work / f"run-{size}"
     run.mkdir(parents=True)
-    config = write_config(run / "config.yaml", run, size, args.shard, KMER)
+    config = write_config(run / "config.yaml", run, size, args.shard, KMER, args.quantization)
     server = start_server(data_dir, page_cache_mib=args.page_cache_mib, heap=args.heap)
     partial = args.json.with_suffix(f".{size}.json") if args.json else None
     stages = Stages(server, data_dir, run, config, partial)
     try:
-        store = _du(data_dir / "data")
+        store, logs = _du(data_dir / "data" / "databases"), _du(data_dir / "data" / "transactions")
         seeded = seed_graph(server, size)
         stages.figures["seed"] = {
             "seconds": seeded,
             "proteins": size,
-            "store_growth": _du(data_dir / "data") - store,
+            "store_growth": _du(data_dir / "data" / "databases") - store,
+            "log_growth": _du(data_dir / "data" / "transactions") - logs,
             "load": (os.getloadavg()[0],) * 2,
         }
         _say(size, "seed", stages.figures["seed"])
@@ -453,7 +460,9 @@ def measure(size: int, args, work: Path) -> dict:
         _say(size, "report", stages.job("report", "report"))
         (run / "graph" / "vectors.parquet").unlink()
         if args.wide:
-            wide = write_config(run / "config-wide.yaml", run, size, args.shard, WIDE_MODEL)
+            wide = write_config(
+                run / "config-wide.yaml", run, size, args.shard, WIDE_MODEL, args.quantization
+            )
             seconds = widen(run, "embeddings.parquet", "embeddings-wide.parquet")
             stages.figures["widen"] = {
                 "seconds": seconds,
@@ -488,7 +497,10 @@ def _say(size: int, stage: str, figure: dict) -> None:
         parts.append(f"peak RSS {figure['peak_rss'] / 2**20:7.1f} MiB")
     if figure.get("jobs"):
         parts.append(f"({figure['jobs']} jobs)")
-    parts.append(f"store +{figure['store_growth'] / 2**20:,.0f} MiB")
+    parts.append(
+        f"store +{figure['store_growth'] / 2**20:,.0f} MiB, "
+        f"transaction logs +{figure['log_growth'] / 2**20:,.0f} MiB"
+    )
     if "output_bytes" in figure:
         parts.append(f"wrote {figure['output_bytes'] / 2**20:,.0f} MiB")
     if stage.startswith("index"):
@@ -530,6 +542,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-cache-mib", type=int, default=5120)
     parser.add_argument("--work", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--no-wide", dest="wide", action="store_false")
+    parser.add_argument(
+        "--no-quantization",
+        dest="quantization",
+        action="store_false",
+        help="build the indexes without quantization (config.yaml: with)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the stores and files")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
