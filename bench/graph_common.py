@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from protembed.demo.local_neo4j import LocalNeo4j
@@ -21,8 +22,8 @@ SMALL_PROTEOME = REPO / "tests" / "data" / "synechocystis_every7th.fasta"
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
 
-def start_server(data_dir: Path, page_cache_mib: int = 1024) -> LocalNeo4j:
-    os.environ["_JAVA_OPTIONS"] = "-XX:TieredStopAtLevel=4 -Xmx2g"
+def start_server(data_dir: Path, page_cache_mib: int = 1024, heap: str = "2g") -> LocalNeo4j:
+    os.environ["_JAVA_OPTIONS"] = f"-XX:TieredStopAtLevel=4 -Xmx{heap}"
     try:
         return LocalNeo4j(page_cache_mib=page_cache_mib).start(
             data_dir, password=secrets.token_hex(12)
@@ -32,7 +33,13 @@ def start_server(data_dir: Path, page_cache_mib: int = 1024) -> LocalNeo4j:
 
 
 def synthetic_proteins(count: int, prefix: str = "SYN") -> list[dict]:
-    """`count` proteins made from the Synechocystis proteome, median length about 300.
+    """`count` proteins made from the Synechocystis proteome (iter_synthetic_proteins)."""
+    return list(iter_synthetic_proteins(count, prefix))
+
+
+def iter_synthetic_proteins(count: int, prefix: str = "SYN") -> Iterator[dict]:
+    """`count` proteins made from the Synechocystis proteome, median length about 300, one
+    at a time (a million of them take about 1 GB as a list).
 
     Each proteome sequence is lengthened by 14 % (a copy of its start appended: the
     proteome's median is 263) and, from the second pass over the proteome on, gets one
@@ -41,7 +48,7 @@ def synthetic_proteins(count: int, prefix: str = "SYN") -> list[dict]:
     """
     source = PROTEOME if PROTEOME.is_file() else SMALL_PROTEOME
     base = [p["sequence"] for p in read_proteins(source)]
-    proteins = []
+    previous = None
     for i in range(count):
         sequence = base[i % len(base)]
         sequence = sequence + sequence[: len(sequence) * 37 // 263]
@@ -52,9 +59,9 @@ def synthetic_proteins(count: int, prefix: str = "SYN") -> list[dict]:
             new = AMINO_ACIDS[(AMINO_ACIDS.find(old) + rounds) % 20]
             sequence = sequence[:position] + new + sequence[position + 1 :]
         if i % 20 == 19:
-            sequence = proteins[-1]["sequence"]
-        proteins.append({"accession_id": f"{prefix}{i:08d}", "sequence": sequence})
-    return proteins
+            sequence = previous
+        previous = sequence
+        yield {"accession_id": f"{prefix}{i:08d}", "sequence": sequence}
 
 
 # Printed by the measured interpreter when it is done. Not the kernel's ru_maxrss of the

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import doc_pages
 import numpy as np
+import pyarrow as pa
 import pytest
 from neo4j.exceptions import Neo4jError
 from support.browser import Page, show_result
 from test_graph_incremental import kmer_config, run_steps
 from workflow_runner import read_json, run_workflow, write_config
 
-from protembed import graph, steps
+from protembed import graph, parquet_io, report, steps
 from protembed.config import load_settings
 from protembed.demo.local_neo4j import LTS
 from protembed.demo.proteins import read_proteins
@@ -224,3 +225,62 @@ def test_similarities_score_as_the_index_does_without_a_cube_in_memory():
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     expected = unit @ (queries / np.linalg.norm(queries, axis=1, keepdims=True)).T
     np.testing.assert_allclose(similarities(vectors, queries, "cosine"), expected, atol=1e-12)
+
+
+def test_rejects_beyond_those_listed_are_counted_and_pointed_to():
+    rejects = [{"id": f"P{i}", "reason": "too long"} for i in range(3)]
+    page = rejects_html(rejects, total=12345)
+    assert page.startswith("<p>12,345 rejected proteins (the first 3 listed here;")
+    assert "graph/rejects.parquet" in page and page.count("<tr><td>") == 3
+    assert "listed here" not in rejects_html(rejects, total=3)
+
+
+def vectors_file(path: Path, residues: list[int], dimension: int = 4) -> Path:
+    rows = len(residues)
+    vectors = np.arange(rows * dimension, dtype=np.float32).reshape(rows, dimension) % 7
+    table = pa.table(
+        {
+            "id": [f"P{i:06d}" for i in range(rows)],
+            "vector": parquet_io.vectors_array(vectors),
+            "residues": pa.array(residues, pa.int32()),
+        }
+    )
+    parquet_io.write_table(table, path)
+    return path
+
+
+def test_the_sample_counts_every_length_but_keeps_only_its_points(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "BATCH_ROWS", 1000)  # many batches
+    monkeypatch.setattr(report, "PROJECTION_POINTS", 50)
+    residues = [(i * 37) % 900 + 30 for i in range(12000)]
+    path = vectors_file(tmp_path / "vectors.parquet", residues)
+    sample = report.Sample.draw(path, 20)
+    assert sample.total == 12000 and len(sample.query_ids) == 20
+    assert sample.points.shape == (50, 4) and len(set(sample.ids)) == 50
+    np.testing.assert_array_equal(sample.length_counts, np.bincount(residues))
+    # A point's vector and length are its own row's.
+    row = int(sample.ids[7][1:])
+    assert sample.point_residues[7] == residues[row]
+    np.testing.assert_array_equal(sample.points[7], (np.arange(4) + 4 * row) % 7)
+
+
+def test_the_projection_says_when_it_shows_a_sample(tmp_path):
+    points = np.random.default_rng(0).normal(size=(30, 5))
+    labels = ["a"] * 30
+    shown = report.plot_projection(points, labels, None, tmp_path / "p.png", total=5000)
+    assert shown["points"] == 30 and shown["vectors"] == 5000
+    whole = report.plot_projection(points, labels, None, tmp_path / "q.png")
+    assert whole["vectors"] == 30
+
+
+def test_the_report_reads_rejects_and_their_lengths_without_the_whole_file(tmp_path):
+    rows = [
+        {"id": f"R{i}", "reason": "r", "sequence_sha256": None, "model": None, "residues": r}
+        for i, r in enumerate([5, 5, None, 9] * 3000)
+    ]
+    path = tmp_path / "rejects.parquet"
+    parquet_io.write_table(pa.Table.from_pylist(rows, parquet_io.GRAPH_REJECTS_SCHEMA), path)
+    assert [r["id"] for r in report.first_rows(path, 3)] == ["R0", "R1", "R2"]
+    assert len(report.first_rows(path, 25000)) == 12000
+    counts = report._rejected_lengths(path)
+    assert counts[5] == 6000 and counts[9] == 3000 and counts.sum() == 9000

@@ -31,6 +31,9 @@ COLOURED_LABELS = 20
 # Labelled points whose neighbours in the plane are compared (pairwise distances).
 SEPARATION_POINTS = 5000
 REJECTS_PER_PAGE = 50
+# Rejected proteins listed in the report (200 pages); every one is in graph/rejects.parquet
+# and counted by reason in the plot.
+REJECTS_SHOWN = 10000
 # Sampled proteins whose neighbour lists are shown.
 EXAMPLES = 5
 # Vectors read from the snapshot per step of the streaming passes.
@@ -59,7 +62,8 @@ def build(
         parquet_io.read_json(inputs[name])
         for name in ("graph_summary", "summary", "run_record", "receipt")
     )
-    rejects = parquet_io.read_table(inputs["graph_rejects"]).to_pylist()
+    rejects = first_rows(inputs["graph_rejects"], REJECTS_SHOWN)
+    rejected = parquet_io.count_rows(inputs["graph_rejects"])
     color_by, k = settings.color_by, settings.neighbours
     sample = Sample.draw(inputs["graph_vectors"], settings.sample)
 
@@ -70,22 +74,21 @@ def build(
         neighbours = neighbour_quality(proteins, index, inputs["graph_vectors"], sample, labels, k)
     neighbours["index"] = _index_settings(index)
 
-    rejected = [r["residues"] for r in rejects if r["residues"] is not None]
-    lengths = np.concatenate([sample.residues, np.array(rejected, dtype=np.int64)])
+    lengths = _add_counts(sample.length_counts, _rejected_lengths(inputs["graph_rejects"]))
     window = record["settings"]["model"].get("max_residues")
     plot_lengths(lengths, window, out["lengths"])
     plot_throughput(summary["throughput"]["shards"], out["throughput"])
-    plot_reasons(reasons(rejects), out["reasons"])
+    plot_reasons(reasons_of(held["rejected_by_reason"]), out["reasons"])
     plot_scores(neighbours.pop("scores"), out["scores"])
     if color_by:
         shown, title = [labels.get(i) for i in sample.ids], color_by
     else:
         shown, title = [_length_bin(n) for n in sample.point_residues], "length (residues)"
-    projection = plot_projection(sample.points, shown, title, out["projection"])
+    projection = plot_projection(sample.points, shown, title, out["projection"], sample.total)
 
     rows = summary_rows(held, summary, record, receipt)
     _write_html(out["summary"], "What the graph holds", _table(["", "graph", "this run"], rows))
-    _write_html(out["rejects"], "Rejected proteins", rejects_html(rejects))
+    _write_html(out["rejects"], "Rejected proteins", rejects_html(rejects, rejected))
     _write_html(
         out["neighbours"], "Neighbour quality", neighbours_html(neighbours, projection, color_by)
     )
@@ -93,10 +96,10 @@ def build(
         "graph": held,
         "summary": {row[0]: row[1] for row in rows},
         "this_run": {row[0]: row[2] for row in rows if row[2] is not None},
-        "rejects": len(rejects),
+        "rejects": rejected,
         "neighbours": neighbours,
         "projection": projection,
-        "lengths": {"sequences": len(lengths), "window": window},
+        "lengths": {"sequences": int(lengths.sum()), "window": window},
     }
     write_json(numbers, out["numbers"])
     return numbers
@@ -111,14 +114,43 @@ def _length_bin(residues: int) -> str:
     return f">= {low}"
 
 
+def first_rows(path, rows: int) -> list[dict]:
+    """The file's first `rows` rows, read no further."""
+    kept = []
+    for batch in parquet_io.iter_batches(path, min(rows, BATCH_ROWS) or 1):
+        kept += batch.slice(0, rows - len(kept)).to_pylist()
+        if len(kept) >= rows:
+            break
+    return kept
+
+
+def _rejected_lengths(path) -> np.ndarray:
+    """Proteins per sequence length among the rejections that have one."""
+    counts = np.zeros(0, np.int64)
+    for batch in parquet_io.iter_batches(path, BATCH_ROWS):
+        residues = batch["residues"].drop_null().to_numpy(zero_copy_only=False)
+        counts = _add_counts(counts, np.bincount(residues.astype(np.int64)))
+    return counts
+
+
+def _add_counts(counts: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """Two per-length counts added, the shorter padded with zeros."""
+    if len(more) > len(counts):
+        counts, more = more, counts
+    counts = counts.copy()
+    counts[: len(more)] += more
+    return counts
+
+
 @dataclass
 class Sample:
-    """What the report reads of the graph's vectors, in one streaming pass: every length
-    (one integer a vector), a fixed random sample of points for the projection and one of
-    queries for the neighbour check. Memory: the samples, not the vectors."""
+    """What the report reads of the graph's vectors, in one streaming pass: how many
+    proteins have each length (every vector counted, one integer a length), a fixed random
+    sample of points for the projection and one of queries for the neighbour check.
+    Memory: the samples and the counts, not the vectors, whatever the graph's size."""
 
     total: int
-    residues: np.ndarray  # of every vector's protein
+    length_counts: np.ndarray  # [n]: vectors of proteins of n residues
     ids: list[str]  # the projection's points
     points: np.ndarray
     point_residues: list[int]
@@ -136,15 +168,16 @@ class Sample:
         rng = np.random.default_rng(SEED)
         point_rows = _choose(rng, total, PROJECTION_POINTS)
         query_rows = _choose(rng, total, queries)
-        residues, points, asked = [], _Picked(), _Picked()
+        lengths, points, asked = np.zeros(0, np.int64), _Picked(), _Picked()
         for start, batch in _batches(path):
-            residues.append(batch["residues"].to_numpy(zero_copy_only=False))
+            residues = batch["residues"].drop_null().to_numpy(zero_copy_only=False)
+            lengths = _add_counts(lengths, np.bincount(residues.astype(np.int64)))
             vectors = _matrix(batch)
             points.take(batch, vectors, point_rows - start)
             asked.take(batch, vectors, query_rows - start)
         return cls(
             total,
-            np.concatenate(residues) if residues else np.zeros(0, np.int32),
+            lengths,
             points.ids,
             points.matrix(),
             points.residues,
@@ -239,10 +272,6 @@ def _span(created: dict | None) -> str | None:
         return None
     first, last = created["first"][:19], created["last"][:19]
     return first if first == last else f"{first} to {last}"
-
-
-def reasons(rejects: list[dict]) -> Counter:
-    return reasons_of(Counter(r["reason"] for r in rejects))
 
 
 def reasons_of(counts: dict) -> Counter:
@@ -351,9 +380,11 @@ def _exact_search(path, sample: Sample, returned: list, k: int, similarity: str)
         own = sample.query_rows - start
         inside = (own >= 0) & (own < len(ids))
         scores[own[inside], np.flatnonzero(inside)] = -np.inf
+        # Each query's k best rows of the batch, in one call (not a sort per query).
+        tops = np.argpartition(-scores, k - 1, axis=0)[:k] if len(ids) > k else None
         for q in range(len(best)):
             column = scores[:, q]
-            top = np.argsort(-column, kind="stable")[:k]
+            top = range(len(ids)) if tops is None else tops[:, q]
             merged = best[q] + [(float(column[r]), ids[r]) for r in top]
             best[q] = sorted(merged, key=lambda pair: -pair[0])[:k]
             for protein in wanted[q]:
@@ -379,10 +410,13 @@ def _save(figure, path) -> None:
         figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
 
 
-def plot_lengths(lengths: np.ndarray, window: int | None, path) -> None:
+def plot_lengths(counts: np.ndarray, window: int | None, path) -> None:
+    """The length histogram from `counts[n]`, the proteins of n residues."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 3.5))
-    axes.hist(lengths if len(lengths) else [0], bins=60, color="#4c72b0")
+    lengths = np.flatnonzero(counts)
+    shown = counts[lengths] if len(lengths) else [1]
+    axes.hist(lengths if len(lengths) else [0], bins=60, weights=shown, color="#4c72b0")
     axes.set_xlabel("sequence length (residues)")
     axes.set_ylabel("sequences")
     longest = int(lengths.max()) if len(lengths) else 0
@@ -451,9 +485,11 @@ def pca(vectors: np.ndarray, components: int = 2) -> tuple[np.ndarray, np.ndarra
     return centred @ axes[:components].T, share
 
 
-def plot_projection(vectors: np.ndarray, labels: list, color_by: str | None, path) -> dict:
-    """A 2-D PCA of the vectors, coloured by label; returns how well the labels separate
-    in it (see _separation)."""
+def plot_projection(
+    vectors: np.ndarray, labels: list, color_by: str | None, path, total: int | None = None
+) -> dict:
+    """A 2-D PCA of the vectors (a sample of `total`, when given), coloured by label;
+    returns how well the labels separate in it (see _separation)."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 6))
     result = {"points": 0}
@@ -486,8 +522,13 @@ def plot_projection(vectors: np.ndarray, labels: list, color_by: str | None, pat
             result["separation"] = _separation(points, keys, coloured)
         axes.set_xlabel(f"PC 1 ({share[0]:.0%} of the variance)")
         axes.set_ylabel(f"PC 2 ({share[1]:.0%} of the variance)" if len(share) > 1 else "PC 2")
-    title = f"PCA of the vectors, coloured by {color_by}" if color_by else "PCA of the vectors"
-    axes.set_title(title)
+    title = "PCA of the vectors"
+    shown = result["points"]
+    total = max(total or 0, len(vectors))
+    if shown < total:
+        title = f"PCA of a random sample of {shown:,} of the {total:,} vectors"
+    result["vectors"] = total
+    axes.set_title(f"{title}, coloured by {color_by}" if color_by else title)
     _save(figure, path)
     plt.close(figure)
     return result
@@ -557,13 +598,20 @@ def _text(value) -> str:
     return str(value)
 
 
-def rejects_html(rejects: list[dict]) -> str:
-    """The rejects table, REJECTS_PER_PAGE rows a page (pages switch by link, no script)."""
+def rejects_html(rejects: list[dict], total: int | None = None) -> str:
+    """The rejects table, REJECTS_PER_PAGE rows a page (pages switch by link, no script);
+    `rejects` may be the first of `total`."""
     if not rejects:
         return "<p>No protein was rejected.</p>"
     rows = [(r["id"], r["reason"]) for r in rejects]
     pages = [rows[i : i + REJECTS_PER_PAGE] for i in range(0, len(rows), REJECTS_PER_PAGE)]
-    intro = f"<p>{len(rows):,} rejected proteins"
+    total = max(total or 0, len(rows))
+    intro = f"<p>{total:,} rejected proteins"
+    if total > len(rows):
+        intro += (
+            f" (the first {len(rows):,} listed here; every one is in the run's "
+            "graph/rejects.parquet, and counted by reason in the plot)"
+        )
     if len(pages) == 1:
         return intro + ".</p>" + _table(["id", "reason"], rows)
     links = " ".join(f'<a href="#page-{n}">{n}</a>' for n in range(1, len(pages) + 1))
