@@ -55,7 +55,10 @@ def zero_cost_adapter(model_dir: str, packed: bool):
 
 
 def time_engine(model_dir: str, sequences: list[str], budget: int, packed: bool) -> float:
-    from protembed.engine import embed_sequences
+    try:
+        from protembed.engine import embed_sequences
+    except ModuleNotFoundError:  # the baseline commit, from before the module's rename
+        from protembed.embedding import embed_sequences
 
     adapter = zero_cost_adapter(model_dir, packed)
     embed_sequences(adapter, sequences[:50], tokens_per_batch=budget)  # warm-up

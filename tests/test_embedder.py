@@ -211,8 +211,9 @@ def test_two_cpu_workers_give_the_vectors_of_one(tiny_esm2, synechocystis):
         assert spread.devices == ["cpu", "cpu"]
         shared = spread.encode(sequences, errors="nan")
         assert spread.last_rejects == {12: "characters the model cannot encode: '1'"}
-        assert len(spread._workers) == 2
-        worker_pids = {w.submit(os.getpid).result() for w in spread._workers}
+        processes = spread._workers._workers  # the WorkerPool's executors, one per device
+        assert len(processes) == 2
+        worker_pids = {w.submit(os.getpid).result() for w in processes}
     assert len(worker_pids) == 2
     np.testing.assert_allclose(shared, alone, atol=1e-6, equal_nan=True)
 
