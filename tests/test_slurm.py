@@ -23,6 +23,7 @@ from support.slurm_cluster import SlurmCluster, ensure_installed, max_concurrenc
 from workflow_runner import REPO, SNAKEMAKE, run_workflow, write_config
 
 from protembed import graph
+from protembed.demo.local_neo4j import LTS
 from protembed.sequences import sequence_sha256
 from protembed.sharding import POSITIONS, ShardSpill, position, sequence_cost
 
@@ -242,6 +243,9 @@ def slurm_run(directory, *args: str, timeout_s: int = 900) -> list[str]:
     ]
 
 
+# On one server line: the graph side of a SLURM run is the workstation's, which the test
+# above runs on both lines; this one is about the jobs, and takes 3.5 minutes a line.
+@pytest.mark.parametrize("neo4j_server", [LTS], indirect=True, ids=[f"neo4j-{LTS}"])
 def test_fifty_shards_through_slurm_cost_about_the_same_and_all_load(
     tmp_path, database, synechocystis, neo4j_env
 ):
